@@ -1,0 +1,165 @@
+"""Workloads: an operator to generate a kernel for, with its inputs and its reference.
+
+A workload's PrimFunc takes its inputs first and its outputs last (the order of
+``te.create_prim_func``). Inputs come from per-input generators (seeded, non-zero mean
+by default); the reference is independent of any kernel under test: a numpy function,
+or, when none is given, the unscheduled PrimFunc built for the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import te, tirx
+
+Generator = Callable[[np.random.Generator, tuple[int, ...], str], np.ndarray]
+Reference = Callable[..., "np.ndarray | Sequence[np.ndarray]"]
+
+CATEGORIES = (
+    "matmul", "conv", "elementwise", "broadcast", "reduction", "softmax", "norm",
+    "pooling", "layout", "loss", "gather", "fused",
+)
+
+
+class WorkloadError(ValueError):
+    """A workload (or workload file) that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+def normal_inputs(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """Default generator: non-zero mean so that sign and offset errors show."""
+    if dtype.startswith(("int", "uint")):
+        lo, hi = (0, 8) if dtype.startswith("uint") else (-6, 10)
+        return rng.integers(lo, hi, size=shape).astype(dtype)
+    if dtype == "bool":
+        return rng.random(shape) < 0.5
+    return rng.normal(0.5, 1.0, size=shape).astype(dtype)
+
+
+def positive_inputs(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    return rng.uniform(0.5, 2.0, size=shape).astype(dtype)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """An operator instance: name, category, PrimFunc, input generators and reference.
+
+    ``op`` names the operator family (the reference library is keyed by it); ``model``
+    the network the shapes come from; ``n_outputs`` how many trailing params are outputs.
+    """
+
+    name: str
+    category: str
+    func: tirx.PrimFunc
+    op: str = ""
+    model: str = ""
+    n_outputs: int = 1
+    generators: tuple[Generator | None, ...] = ()
+    reference: Reference | None = None
+    source: str = ""
+    attrs: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
+            raise WorkloadError(f"workload name {self.name!r}: use letters, digits, '-', '_' or '.'")
+        if self.category not in CATEGORIES:
+            raise WorkloadError(
+                f"workload {self.name}: unknown category {self.category!r} (known: {', '.join(CATEGORIES)})"
+            )
+        if not isinstance(self.func, tirx.PrimFunc):
+            raise WorkloadError(f"workload {self.name}: func must be a PrimFunc, got {type(self.func).__name__}")
+        n = len(self.func.params)
+        if not 1 <= self.n_outputs <= n:
+            raise WorkloadError(f"workload {self.name}: n_outputs={self.n_outputs} with {n} params")
+        if self.generators and len(self.generators) != len(self.inputs):
+            raise WorkloadError(
+                f"workload {self.name}: {len(self.generators)} generators for {len(self.inputs)} inputs"
+            )
+        for t in self.params:
+            if any(d <= 0 for d in t.shape):
+                raise WorkloadError(f"workload {self.name}: param {t.name} has shape {t.shape}")
+
+    @property
+    def params(self) -> tuple[TensorSpec, ...]:
+        return tuple(param_specs(self.func))
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self.params[: len(self.func.params) - self.n_outputs]
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self.params[len(self.func.params) - self.n_outputs:]
+
+    def make_inputs(self, seed: int) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        gens = self.generators or (None,) * len(self.inputs)
+        out = []
+        for t, gen in zip(self.inputs, gens):
+            arr = np.asarray((gen or normal_inputs)(rng, t.shape, t.dtype))
+            if arr.shape != t.shape or str(arr.dtype) != t.dtype:
+                raise WorkloadError(
+                    f"workload {self.name}: generator for {t.name} gave {arr.dtype}{list(arr.shape)}, "
+                    f"expected {t.dtype}{list(t.shape)}"
+                )
+            out.append(arr)
+        return out
+
+    def module(self) -> tvm.IRModule:
+        return tvm.IRModule({"main": self.func.with_attr("global_symbol", "main")})
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "category": self.category,
+            "op": self.op,
+            "model": self.model,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "source": self.source,
+        }
+
+
+def param_specs(func: tirx.PrimFunc) -> list[TensorSpec]:
+    specs = []
+    for buf in func.params:  # TVM 0.27: params are buffer vars
+        if not hasattr(buf, "shape"):
+            raise WorkloadError(f"param {buf} is not a buffer")
+        shape = []
+        for d in buf.shape:
+            if not isinstance(d, tirx.IntImm):
+                raise WorkloadError(f"param {buf.name} has a symbolic shape; workloads are static")
+            shape.append(int(d))
+        specs.append(TensorSpec(buf.name, tuple(shape), str(buf.dtype)))
+    return specs
+
+
+def from_te(
+    name: str,
+    category: str,
+    tensors: Sequence[te.Tensor],
+    *,
+    op: str = "",
+    model: str = "",
+    n_outputs: int = 1,
+    generators: Sequence[Generator | None] = (),
+    reference: Reference | None = None,
+    **attrs,
+) -> Workload:
+    """A workload from TE tensors: inputs first, outputs last."""
+    func = te.create_prim_func(list(tensors))
+    return Workload(name=name, category=category, func=func, op=op or name, model=model,
+                    n_outputs=n_outputs, generators=tuple(generators), reference=reference,
+                    attrs=dict(attrs))

@@ -1,0 +1,60 @@
+"""The TVM Target of a spec, and the api view: the only part of a spec a proposer may see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tvm
+
+from .intrinsics import intrinsics
+from .spec import HardwareSpec
+
+_tagged: dict[str, str] = {}
+
+
+def target_config(spec: HardwareSpec) -> dict:
+    return {
+        "kind": "llvm",
+        "keys": ["npu", "cpu"],
+        "model": spec.name,
+        "feature.npu_spec": spec.name,
+        "feature.npu_fingerprint": spec.fingerprint(),
+    }
+
+
+def target(spec: HardwareSpec) -> tvm.target.Target:
+    """An llvm-kind Target keyed ``npu`` and registered under the tag ``hawk/<name>``."""
+    tag = f"hawk/{spec.name}"
+    if _tagged.get(tag) != spec.fingerprint():
+        tvm.target.register_tag(tag, target_config(spec), override=True)
+        _tagged[tag] = spec.fingerprint()
+    return tvm.target.Target(tag)
+
+
+@dataclass(frozen=True)
+class ApiView:
+    """What a kernel author may know of an NPU: scope names and the instruction API.
+
+    Capacities, legal data paths, alignments, fractal tables and costs are absent on
+    purpose; runtime knowledge is the only channel for those.
+    """
+
+    target: str
+    scopes: tuple[str, ...]
+    intrinsics: tuple[str, ...]
+    signatures: tuple[str, ...]
+
+    def render(self) -> str:
+        lines = [f"target: {self.target}", "memory scopes: " + ", ".join(self.scopes), "intrinsics:"]
+        lines += [f"  {sig}" for sig in self.signatures]
+        return "\n".join(lines)
+
+
+def api_view(spec: HardwareSpec) -> ApiView:
+    found = intrinsics(spec)
+    return ApiView(
+        target=spec.name,
+        scopes=tuple(s.name for s in spec.scopes),
+        intrinsics=tuple(i.name for i in found),
+        signatures=tuple(i.signature for i in found),
+    )

@@ -1,0 +1,400 @@
+"""verify: the hardware constraints of an NPU checked on a kernel, as device-style faults.
+
+Pure: the same kernel and spec always give the same faults, nothing is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tvm
+from tvm import sym, tirx
+
+from ..npu import manual
+from ..npu.intrinsics import find_intrinsic
+from ..npu.spec import HardwareSpec, Scope
+from .fault import Fault
+from .program import Access, Instr, Loop, Program, ProgramError, Region, expr_dtype, read_program
+
+
+def verify(kernel, spec: HardwareSpec) -> list[Fault]:
+    """All faults of ``kernel`` (a scheduled PrimFunc or IRModule) on ``spec``."""
+    try:
+        program = read_program(kernel)
+    except ProgramError as err:
+        return [_fault(spec, manual.MALFORMED_IR, "-", "-", observed=(("reason", str(err)),))]
+    return verify_program(program, spec)
+
+
+def verify_program(program: Program, spec: HardwareSpec) -> list[Fault]:
+    checker = _Checker(program, spec)
+    checker.capacity()
+    for instr in program.instrs():
+        checker.instr(instr)
+    checker.fractal_buffers()
+    return checker.faults
+
+
+def _fault(spec, code, pipe, block, **fields) -> Fault:
+    return Fault(code=code, id=spec.fault(code).id, pipe=pipe, block=block, **fields)
+
+
+def dma_pipe(spec: HardwareSpec, src: str, dst: str) -> str | None:
+    path = spec.path(src, dst)
+    return path.pipe if path else None
+
+
+def _align_up(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+def _elem_bytes(dtype: str) -> int:
+    return max(1, tvm.runtime.DataType(dtype).bits // 8)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A DMA side as the engine sees it: contiguous run and outer strides, in elements."""
+
+    base: int | None  # constant offset in elements when it is constant
+    run: int  # elements per contiguous burst
+    strides: tuple[int, ...]  # element strides of the outer (non-burst) loops
+    contiguous: bool
+    inner_stride: int
+
+
+class _Checker:
+    def __init__(self, program: Program, spec: HardwareSpec):
+        self.program = program
+        self.spec = spec
+        self.faults: list[Fault] = []
+        self.own = _own_loop_counts(program)
+        self.writer_pipe: dict = {}
+
+    def add(self, code, pipe, block, **fields):
+        self.faults.append(_fault(self.spec, code, pipe, block, **fields))
+
+    # --- units ------------------------------------------------------------------------
+    def compute_unit(self, instr: Instr):
+        vector = self.spec.unit_of_kind("vector")
+        if instr.vectorized and vector is not None:
+            return vector
+        return self.spec.unit_of_kind("scalar") or vector
+
+    def instr(self, instr: Instr) -> None:
+        self.bounds(instr)
+        if instr.kind == "intrin":
+            self.intrinsic(instr)
+            return
+        if instr.kind == "copy":
+            src, dst = instr.reads[0], instr.writes[0]
+            if src.scope != dst.scope:
+                self.copy(instr, src, dst)
+                return
+        self.compute(instr)
+
+    def compute(self, instr: Instr) -> None:
+        unit = self.compute_unit(instr)
+        if unit is None:
+            self.add(manual.UNKNOWN_INSTR, "-", instr.block, observed=(("unit", "none"),))
+            return
+        seen = set()
+        for acc in instr.reads + instr.writes:
+            allowed = unit.writes if acc.write else unit.reads
+            key = (acc.name, acc.write)
+            if acc.scope not in allowed and key not in seen:
+                seen.add(key)
+                self.add(manual.UNIT_SCOPE, unit.pipe, instr.block, buffer=acc.name, scope=acc.scope,
+                         observed=(("unit", unit.name), ("access", "write" if acc.write else "read")))
+        for dtype in sorted(instr.dtypes):
+            if dtype not in unit.dtypes and dtype != "bool":
+                self.add(manual.UNIT_DTYPE, unit.pipe, instr.block,
+                         observed=(("unit", unit.name), ("dtype", dtype)))
+
+    def intrinsic(self, instr: Instr) -> None:
+        intrin = find_intrinsic(self.spec, instr.intrinsic)
+        if intrin is None:
+            self.add(manual.UNKNOWN_INSTR, "-", instr.block, observed=(("instr", instr.intrinsic),))
+            return
+        unit = self.spec.unit(intrin.unit)
+        expected = (intrin.c_scope,) if intrin.op == "fill" else (
+            intrin.a_scope, intrin.b_scope, intrin.c_scope)
+        for operand, scope in zip(instr.operands, expected):
+            actual = operand.buffer.scope()
+            allowed = unit.reads + unit.writes
+            if actual != scope or actual not in allowed:
+                self.add(manual.UNIT_SCOPE, unit.pipe, instr.block, buffer=operand.buffer.name,
+                         scope=actual, observed=(("unit", unit.name),))
+                continue
+            self.fractal_tile(instr, unit.pipe, operand.buffer, operand.begin, operand.extent)
+
+    # --- DMA --------------------------------------------------------------------------
+    def copy(self, instr: Instr, src: Access, dst: Access) -> None:
+        path = self.spec.path(src.scope, dst.scope)
+        if path is None:
+            self.add(manual.ILLEGAL_PATH, "DMA", instr.block, buffer=dst.name, scope=dst.scope,
+                     observed=(("src", src.scope), ("dst", dst.scope)))
+            return
+        if instr.cast and not path.convert:
+            self.add(manual.UNIT_DTYPE, path.pipe, instr.block, buffer=dst.name,
+                     observed=(("src_dtype", src.dtype), ("dst_dtype", dst.dtype)))
+        own = instr.loops[len(instr.loops) - self.own.get(id(instr), 0):]
+        loops = [lp for lp in own if lp.extent > 1]
+        sides = [(src, _geometry(src, loops)), (dst, _geometry(dst, loops))]
+        for acc, geo in sides:
+            if geo is None or not geo.contiguous:
+                self.add(manual.DMA_DISCONTIG, path.pipe, instr.block, buffer=acc.name, scope=acc.scope,
+                         observed=(("stride", geo.inner_stride if geo else "non-affine"),))
+                return
+        run = min(sides[0][1].run, sides[1][1].run)
+        for acc, geo in sides:
+            scope = self.spec.scope(acc.scope)
+            if scope.fractal:
+                extents = _region_extents(acc, own)
+                begin = _region_begin(acc, own)
+                self.fractal_tile(instr, path.pipe, acc.buffer, begin, extents)
+                continue
+            self.alignment(instr, path.pipe, acc, geo, run, scope)
+
+    def alignment(self, instr, pipe, acc: Access, geo: Geometry, run: int, scope: Scope) -> None:
+        if scope.alignment <= 1:
+            return
+        nbytes = _elem_bytes(acc.dtype)
+        burst = run * nbytes
+        base = geo.base * nbytes if geo.base is not None else None
+        if base is not None and base % scope.alignment:
+            addr = base
+        elif burst % scope.alignment:
+            addr = (base or 0) + burst
+        else:
+            bad = [s for s in geo.strides if (s * nbytes) % scope.alignment]
+            if not bad:
+                return
+            addr = (base or 0) + bad[0] * nbytes
+        self.add(manual.DMA_MISALIGN, pipe, instr.block, buffer=acc.name, scope=acc.scope,
+                 address=(addr, addr + burst), observed=(("burst_bytes", burst),))
+
+    # --- fractals ---------------------------------------------------------------------
+    def fractal_tile(self, instr, pipe, buffer, begin, extents) -> None:
+        scope = self.spec.scope(buffer.scope())
+        if scope is None or not scope.fractal:
+            return
+        fr = scope.fractal_for(str(buffer.dtype))
+        tile = _last_two(extents)
+        if fr is None:
+            self.add(manual.FRACTAL_MISMATCH, pipe, instr.block, buffer=buffer.name, scope=scope.name,
+                     observed=(("dtype", str(buffer.dtype)), ("tile", "x".join(map(str, tile)))))
+            return
+        offsets = _last_two(begin)
+        misplaced = [
+            o for o, f in zip(offsets, (fr.rows, fr.cols)) if not _multiple_of(o, f, instr.loops)
+        ]
+        if tile[0] % fr.rows or tile[1] % fr.cols or misplaced:
+            self.add(manual.FRACTAL_MISMATCH, pipe, instr.block, buffer=buffer.name, scope=scope.name,
+                     observed=(("tile", f"{tile[0]}x{tile[1]}"), ("dtype", str(buffer.dtype))))
+
+    def fractal_buffers(self) -> None:
+        for region in self.program.regions():
+            for alloc in region.allocs:
+                scope = self.spec.scope(alloc.scope)
+                if scope is None or not scope.fractal:
+                    continue
+                shape = [int(d) for d in alloc.buffer.shape]
+                self.fractal_tile_shape(region.block, alloc.buffer, shape)
+
+    def fractal_tile_shape(self, block, buffer, shape) -> None:
+        scope = self.spec.scope(buffer.scope())
+        fr = scope.fractal_for(str(buffer.dtype))
+        tile = _last_two(shape)
+        if fr is None or tile[0] % fr.rows or tile[1] % fr.cols:
+            self.add(manual.FRACTAL_MISMATCH, "-", block or "root", buffer=buffer.name, scope=scope.name,
+                     observed=(("tile", f"{tile[0]}x{tile[1]}"), ("dtype", str(buffer.dtype))))
+
+    # --- capacity ---------------------------------------------------------------------
+    def capacity(self) -> None:
+        for scope in self.spec.onchip_scopes:
+            peak, live, block = _peak(self.program.body, scope)
+            if peak > scope.capacity:
+                self.add(manual.SCOPE_OVERFLOW, "-", block or "root", buffer=",".join(live),
+                         scope=scope.name, address=(0, peak),
+                         observed=(("bytes", peak), ("capacity", scope.capacity)))
+        for region in self.program.regions():
+            for alloc in region.allocs:
+                if self.spec.scope(alloc.scope) is None:
+                    self.add(manual.UNIT_SCOPE, "-", region.block or "root", buffer=alloc.buffer.name,
+                             scope=alloc.scope, observed=(("reason", "undeclared scope"),))
+
+    # --- bounds -----------------------------------------------------------------------
+    def bounds(self, instr: Instr) -> None:
+        ana = sym.Analyzer()
+        for lp in instr.loops:
+            ana.bind(lp.var, tvm.ir.Range(0, lp.extent))
+        checks = []
+        if instr.kind == "intrin":
+            for op in instr.operands:
+                for d, (b, e) in enumerate(zip(op.begin, op.extent)):
+                    checks.append((op.buffer, d, b, b + (e - 1)))
+        else:
+            for acc in instr.reads + instr.writes:
+                for d, idx in enumerate(acc.indices):
+                    checks.append((acc.buffer, d, idx, idx))
+        reported = set()
+        for buf, d, lo_expr, hi_expr in checks:
+            if buf.name in reported:
+                continue
+            extent = buf.shape[d]
+            if not isinstance(extent, tirx.IntImm):
+                continue
+            lo = ana.const_int_bound(ana.simplify(lo_expr)).min_value
+            hi = ana.const_int_bound(ana.simplify(hi_expr)).max_value
+            if lo >= 0 and hi < int(extent):
+                continue
+            if instr.predicate is not None:
+                with ana.constraint_scope(instr.predicate):
+                    if ana.can_prove(lo_expr >= 0) and ana.can_prove(hi_expr < extent):
+                        continue
+            reported.add(buf.name)
+            nbytes = _elem_bytes(str(buf.dtype))
+            self.add(manual.OUT_OF_BOUNDS, self.pipe_of(instr), instr.block, buffer=buf.name,
+                     scope=buf.scope(), observed=(("dim", d), ("index", f"[{lo},{hi}]"),
+                                                  ("extent", int(extent)), ("elem_bytes", nbytes)))
+
+    def pipe_of(self, instr: Instr) -> str:
+        if instr.kind == "intrin":
+            intrin = find_intrinsic(self.spec, instr.intrinsic)
+            return self.spec.unit(intrin.unit).pipe if intrin else "-"
+        if instr.kind == "copy":
+            pipe = dma_pipe(self.spec, instr.reads[0].scope, instr.writes[0].scope)
+            if pipe:
+                return pipe
+        unit = self.compute_unit(instr)
+        return unit.pipe if unit else "-"
+
+
+def _peak(nodes, scope: Scope):
+    """Peak live bytes of ``scope`` over sequential ``nodes``: (bytes, buffers, block)."""
+    best = (0, [], "")
+    for node in nodes:
+        if isinstance(node, Loop):
+            cand = _peak(node.body, scope)
+        elif isinstance(node, Region):
+            own = [a for a in node.allocs if a.scope == scope.name]
+            mine = sum(_align_up(a.bytes, scope.alignment) * (2 if a.double else 1) for a in own)
+            inner, live, block = _peak(node.body, scope)
+            names = [a.buffer.name for a in own] + live
+            cand = (mine + inner, names, block or (node.block if own else ""))
+        else:
+            continue
+        if cand[0] > best[0]:
+            best = cand
+    return best
+
+
+def _own_loop_counts(program: Program) -> dict[int, int]:
+    """For each instruction, how many innermost loops wrap it alone (its own loop nest)."""
+    counts: dict[int, int] = {}
+
+    def chain(node):
+        if isinstance(node, Instr):
+            return node
+        if isinstance(node, Loop) and len(node.body) == 1:
+            inner = chain(node.body[0])
+            if inner is not None:
+                counts[id(inner)] = counts.get(id(inner), 0) + 1
+            return inner
+        return None
+
+    def visit(nodes):
+        for n in nodes:
+            if isinstance(n, Loop):
+                if chain(n) is None:
+                    visit(n.body)
+            elif isinstance(n, Region):
+                visit(n.body)
+
+    visit(program.body)
+    return counts
+
+
+def _linear_index(acc: Access):
+    shape = [int(d) for d in acc.buffer.shape]
+    strides = [int(s) for s in acc.buffer.strides] if len(acc.buffer.strides) else None
+    if strides is None:
+        strides, step = [], 1
+        for d in reversed(shape):
+            strides.insert(0, step)
+            step *= d
+    lin = 0
+    for idx, st in zip(acc.indices, strides):
+        lin = idx * st + lin
+    return lin
+
+
+def _geometry(acc: Access, loops: list[Loop]) -> Geometry | None:
+    ana = sym.Analyzer()
+    lin = ana.simplify(_linear_index(acc))
+    if not loops:
+        base = lin.value if isinstance(lin, tirx.IntImm) else None
+        return Geometry(base, 1, (), True, 1)
+    coeffs = sym.detect_linear_equation(lin, [lp.var for lp in loops])
+    if len(coeffs) == 0 or not all(isinstance(c, tirx.IntImm) for c in coeffs[:-1]):
+        return None
+    cs = [int(c) for c in coeffs[:-1]]
+    const = coeffs[-1]
+    base = int(const) if isinstance(const, tirx.IntImm) else None
+    if cs[-1] != 1:
+        return Geometry(base, 1, tuple(cs[:-1]), False, cs[-1])
+    run, i = loops[-1].extent, len(loops) - 2
+    while i >= 0 and cs[i] == run:
+        run *= loops[i].extent
+        i -= 1
+    return Geometry(base, run, tuple(cs[: i + 1]), True, 1)
+
+
+def _region_extents(acc: Access, own: tuple[Loop, ...]) -> list[int]:
+    ana = sym.Analyzer()
+    for lp in own:
+        ana.bind(lp.var, tvm.ir.Range(0, lp.extent))
+    out = []
+    for idx in acc.indices:
+        bound = ana.const_int_bound(ana.simplify(idx - _at_zero(idx, own)))
+        out.append(int(bound.max_value - bound.min_value + 1))
+    return out
+
+
+def _at_zero(idx, own):
+    """``idx`` at the first iteration of the instruction's own loops."""
+    ana = sym.Analyzer()
+    for lp in own:
+        ana.bind(lp.var, tvm.ir.Range(0, 1))
+    return ana.simplify(idx)
+
+
+def _region_begin(acc: Access, own: tuple[Loop, ...]):
+    return [_at_zero(idx, own) for idx in acc.indices]
+
+
+def _last_two(values):
+    values = list(values)
+    while len(values) > 2 and _is_one(values[0]):
+        values = values[1:]
+    if len(values) == 1:
+        return (1, values[0])
+    return tuple(values[-2:])
+
+
+def _is_one(v) -> bool:
+    return (isinstance(v, int) and v == 1) or (isinstance(v, tirx.IntImm) and int(v) == 1)
+
+
+def _multiple_of(expr, factor: int, loops) -> bool:
+    if isinstance(expr, int):
+        return expr % factor == 0
+    ana = sym.Analyzer()
+    expr = ana.simplify(expr)
+    if isinstance(expr, tirx.IntImm):
+        return int(expr) % factor == 0
+    coeffs = sym.detect_linear_equation(expr, [lp.var for lp in loops])
+    if len(coeffs) == 0:
+        return False
+    return all(isinstance(c, tirx.IntImm) and int(c) % factor == 0 for c in coeffs)
