@@ -147,11 +147,14 @@ class _Checker:
                          observed=(("stride", geo.inner_stride if geo else "non-affine"),))
                 return
         run = min(sides[0][1].run, sides[1][1].run)
+        # One DMA instruction moves a 2-D transfer (bursts x burst length); loops
+        # further out issue it again.
+        transfer = tuple(loops[-2:])
         for acc, geo in sides:
             scope = self.spec.scope(acc.scope)
             if scope.fractal:
-                extents = _region_extents(acc, own)
-                begin = _region_begin(acc, own)
+                extents = _region_extents(acc, transfer)
+                begin = _region_begin(acc, transfer)
                 self.fractal_tile(instr, path.pipe, acc.buffer, begin, extents)
                 continue
             self.alignment(instr, path.pipe, acc, geo, run, scope)

@@ -1,0 +1,1 @@
+"""Workload suites, baselines and reports."""

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+from tvm import te
+from tvm.script import tirx as T
+
+from hawk.bench.reference import reference_kernel
+from hawk.ir import from_te, ops
+from hawk.runtime import HostWorker, execute
+from hawk.runtime.execute import TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def worker():
+    w = HostWorker()
+    yield w
+    w.close()
+
+
+def _double_workload(reference=None):
+    X = te.placeholder((64, 128), "float32", name="X")
+    Y = te.compute((64, 128), lambda i, j: X[i, j] * 2.0, name="Y")
+    return from_te("double", "elementwise", [X, Y], op="unary", reference=reference or (lambda x: x * 2))
+
+
+def test_correct_reference_kernel(davinci, worker):
+    wl = ops.unary("silu", "silu", 64, 256)
+    res = execute(reference_kernel(wl, davinci), wl, worker=worker)
+    assert res.correct and res.status == "ok" and res.trials == 5
+    assert res.max_abs_error < 1e-4
+
+
+def test_wrong_result_is_a_mismatch(worker):
+    wl = _double_workload(reference=lambda x: x * 3)
+    res = execute(wl.func, wl, worker=worker)
+    assert res.status == "mismatch" and not res.correct
+    assert res.mismatched > 0 and "differ" in res.message
+
+
+def test_reference_defaults_to_the_unscheduled_function(worker):
+    X = te.placeholder((16, 32), "float32", name="X")
+    Y = te.compute((16, 32), lambda i, j: X[i, j] + 1.0, name="Y")
+    wl = from_te("inc", "elementwise", [X, Y])
+    assert execute(wl.func, wl, worker=worker).correct
+
+
+@T.prim_func(s_tir=True)
+def _half_written(X: T.Buffer((64, 128), "float32"), Y: T.Buffer((64, 128), "float32")):
+    for i, j in T.grid(32, 128):
+        with T.sblock("Y"):
+            vi, vj = T.axis.remap("SS", [i, j])
+            Y[vi, vj] = X[vi, vj] * T.float32(2)
+
+
+def test_unwritten_outputs_stay_nan_and_fail(worker):
+    res = execute(_half_written, _double_workload(), worker=worker)
+    assert res.status == "mismatch" and "4096 of 8192" in res.message
+
+
+@T.prim_func(s_tir=True)
+def _endless(X: T.Buffer((64, 128), "float32"), Y: T.Buffer((64, 128), "float32")):
+    for r, i, j in T.grid(2000000000, 64, 128):
+        with T.sblock("Y"):
+            vr, vi, vj = T.axis.remap("RSS", [r, i, j])
+            Y[vi, vj] = X[vi, vj] * T.float32(2) + T.Cast("float32", vr) * T.float32(0)
+
+
+@T.prim_func(s_tir=True)
+def _aborts(X: T.Buffer((64, 128), "float32"), Y: T.Buffer((64, 128), "float32")):
+    with T.sblock("crash"):
+        T.evaluate(T.call_extern("int32", "abort"))
+
+
+def test_hang_becomes_a_timeout_and_the_worker_recovers(worker):
+    wl = _double_workload()
+    res = execute(_endless, wl, worker=worker, timeout=3, trials=1)
+    assert res.status == "timeout" and not res.correct
+    assert execute(wl.func, wl, worker=worker).correct
+
+
+def test_crash_becomes_a_result_and_the_worker_recovers(worker):
+    wl = _double_workload()
+    res = execute(_aborts, wl, worker=worker, trials=1)
+    assert res.status == "crash"
+    assert execute(wl.func, wl, worker=worker).correct
+
+
+def test_signature_mismatch(worker):
+    wl = ops.unary("silu", "silu", 64, 256)
+    other = ops.unary("silu", "silu", 64, 128)
+    res = execute(other.func, wl, worker=worker)
+    assert res.status == "signature" and "float32[64, 256]" in res.message
+
+
+def test_inputs_are_seeded_and_nonzero_mean():
+    wl = ops.unary("silu", "silu", 64, 256)
+    a, b = wl.make_inputs(3)[0], wl.make_inputs(3)[0]
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, wl.make_inputs(4)[0])
+    assert abs(float(a.mean())) > 0.2
+
+
+def test_tolerances_per_dtype():
+    assert TOLERANCE["float32"] == 1e-4
+    assert TOLERANCE["float16"] == TOLERANCE["bfloat16"] == 1e-2
+    assert "int32" not in TOLERANCE  # integers compare exactly
