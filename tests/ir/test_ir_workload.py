@@ -101,3 +101,15 @@ def test_ops_references_are_independent_numpy():
     x, g, b = wl.make_inputs(0)
     (y,) = [wl.reference(x, g, b)]
     assert abs(float(y.mean(axis=1)[0] - b.mean())) < 1.0  # normalised rows
+
+
+def test_scheduling_a_module_leaves_the_workload_alone(davinci):
+    import tvm
+
+    from hawk.bench.reference import reference_kernel
+
+    wl = ops.binary("add", "add", 64, 256)
+    before = tvm.ir.save_json(wl.func)
+    reference_kernel(wl, davinci)
+    assert tvm.ir.save_json(wl.func) == before
+    reference_kernel(wl, davinci)  # and it schedules again from scratch

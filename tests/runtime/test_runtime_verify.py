@@ -1,5 +1,6 @@
 import pytest
 import tvm
+from tvm.script import tirx as T
 
 from hawk.bench.reference import reference_kernel
 from hawk.ir import ops
@@ -89,3 +90,51 @@ def test_edge_like_rejects_davinci_scopes(edge):
     kernel = reference_kernel(wl, load_spec("davinci-like"))
     codes = {f.code for f in verify(kernel, edge)}
     assert "ILLEGAL_PATH" in codes or "UNIT_SCOPE" in codes
+
+
+@T.prim_func(s_tir=True)
+def _strips_at_odd_offsets(X: T.Buffer((64, 32), "float32"), W: T.Buffer((64, 32), "float32"),
+                           Y: T.Buffer((64, 32), "float32")):
+    for i in range(64):
+        with T.sblock("row"):
+            X_ub = T.sblock_alloc_buffer((32,), scope="global.npu.ub")
+            W_ub = T.sblock_alloc_buffer((32,), scope="global.npu.ub")
+            for s in range(4):  # 32-byte strips that start every 24 bytes
+                for c in range(8):
+                    with T.sblock("X_ub"):
+                        X_ub[s * 6 + c] = X[i, s * 6 + c]
+                for c in range(8):
+                    with T.sblock("W_ub"):
+                        W_ub[s * 6 + c] = W[i, s * 6 + c]
+            for c in T.vectorized(32):
+                with T.sblock("add"):
+                    X_ub[c] = X_ub[c] + W_ub[c]
+            for c in range(32):
+                with T.sblock("Y"):
+                    Y[i, c] = X_ub[c]
+
+
+@T.prim_func(s_tir=True)
+def _calls_the_host(X: T.Buffer((64, 64), "float32"), Y: T.Buffer((64, 64), "float32")):
+    for i in range(64):
+        with T.sblock("tile"):
+            X_ub = T.sblock_alloc_buffer((64,), scope="global.npu.ub")
+            for j in range(64):
+                with T.sblock("X_ub"):
+                    X_ub[j] = X[i, j]
+            for j in range(64):
+                with T.sblock("print"):
+                    X_ub[j] = X_ub[j] + T.Cast("float32", T.call_extern("int32", "rand"))
+            for j in range(64):
+                with T.sblock("Y"):
+                    Y[i, j] = X_ub[j]
+
+
+def test_misaligned_start_from_an_outer_loop_is_found(davinci):
+    faults = [f for f in verify(_strips_at_odd_offsets, davinci) if f.code == "DMA_MISALIGN"]
+    assert [(f.block, f.address) for f in faults] == [("X_ub", (24, 56)), ("W_ub", (24, 56))]
+
+
+def test_extern_calls_are_not_npu_instructions(davinci):
+    faults = verify(_calls_the_host, davinci)
+    assert [(f.code, f.get("call")) for f in faults] == [("UNKNOWN_INSTR", "tirx.call_extern")]

@@ -118,7 +118,10 @@ class Workload:
         return out
 
     def module(self) -> tvm.IRModule:
-        return tvm.IRModule({"main": self.func.with_attr("global_symbol", "main")})
+        """A fresh module of the function: scheduling it must not touch this workload
+        (s_tir.Schedule rewrites statements it shares with the original in place)."""
+        func = tvm.ir.load_json(tvm.ir.save_json(self.func))
+        return tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
 
     def summary(self) -> dict:
         return {

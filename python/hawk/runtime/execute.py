@@ -131,9 +131,10 @@ def execute(kernel, workload: Workload, *, trials: int = DEFAULT_TRIALS, seed: i
     except (TimeoutError, ChildProcessError, WorkloadError) as err:
         return done("reference_error", f"the reference of {workload.name} failed: {_one_line(err)}")
     try:
-        kernel_json = tvm.ir.save_json(as_module(kernel))
-    except tvm.error.TVMError as err:
-        return done("build_error", f"cannot serialise kernel: {err}")
+        func = main_func(as_module(kernel)).with_attr("global_symbol", "main")
+        kernel_json = tvm.ir.save_json(tvm.IRModule({"main": func}))
+    except (tvm.error.TVMError, ProgramError) as err:
+        return done("build_error", f"cannot serialise kernel: {_one_line(err)}")
     specs = [(t.shape, t.dtype) for t in workload.outputs]
     worker = worker or default_worker()
     try:

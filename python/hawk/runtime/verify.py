@@ -17,6 +17,15 @@ from .fault import Fault
 from .program import Access, Instr, Loop, Program, ProgramError, Region, expr_dtype, read_program
 
 
+# Math the vector and scalar units execute; any other call (extern, packed, intrinsics of
+# another backend) is not an instruction of the core.
+MATH_OPS = frozenset(f"tirx.{op}" for op in (
+    "exp", "exp2", "exp10", "log", "log2", "log10", "log1p", "sqrt", "rsqrt", "tanh", "sigmoid",
+    "erf", "fabs", "pow", "floor", "ceil", "round", "trunc", "nearbyint", "if_then_else",
+    "likely", "isnan", "isinf", "isfinite", "sin", "cos", "atan", "fmod",
+))
+
+
 def verify(kernel, spec: HardwareSpec) -> list[Fault]:
     """All faults of ``kernel`` (a scheduled PrimFunc or IRModule) on ``spec``."""
     try:
@@ -56,7 +65,7 @@ def _elem_bytes(dtype: str) -> int:
 class Geometry:
     """A DMA side as the engine sees it: contiguous run and outer strides, in elements."""
 
-    base: int | None  # constant offset in elements when it is constant
+    base: tvm.ir.PrimExpr  # offset of the first burst in elements (may hold outer loop vars)
     run: int  # elements per contiguous burst
     strides: tuple[int, ...]  # element strides of the outer (non-burst) loops
     contiguous: bool
@@ -98,6 +107,8 @@ class _Checker:
         if unit is None:
             self.add(manual.UNKNOWN_INSTR, "-", instr.block, observed=(("unit", "none"),))
             return
+        for call in sorted(instr.calls - MATH_OPS):
+            self.add(manual.UNKNOWN_INSTR, unit.pipe, instr.block, observed=(("call", call),))
         seen = set()
         for acc in instr.reads + instr.writes:
             allowed = unit.writes if acc.write else unit.reads
@@ -164,16 +175,16 @@ class _Checker:
             return
         nbytes = _elem_bytes(acc.dtype)
         burst = run * nbytes
-        base = geo.base * nbytes if geo.base is not None else None
-        if base is not None and base % scope.alignment:
-            addr = base
+        first = _lowest(geo.base, instr.loops) * nbytes
+        if not _multiple_of(geo.base * nbytes, scope.alignment, instr.loops):
+            addr = _first_misaligned(geo.base, nbytes, scope.alignment, instr.loops)
         elif burst % scope.alignment:
-            addr = (base or 0) + burst
+            addr = first + burst
         else:
             bad = [s for s in geo.strides if (s * nbytes) % scope.alignment]
             if not bad:
                 return
-            addr = (base or 0) + bad[0] * nbytes
+            addr = first + bad[0] * nbytes
         self.add(manual.DMA_MISALIGN, pipe, instr.block, buffer=acc.name, scope=acc.scope,
                  address=(addr, addr + burst), observed=(("burst_bytes", burst),))
 
@@ -337,14 +348,12 @@ def _geometry(acc: Access, loops: list[Loop]) -> Geometry | None:
     ana = sym.Analyzer()
     lin = ana.simplify(_linear_index(acc))
     if not loops:
-        base = lin.value if isinstance(lin, tirx.IntImm) else None
-        return Geometry(base, 1, (), True, 1)
+        return Geometry(lin, 1, (), True, 1)
     coeffs = sym.detect_linear_equation(lin, [lp.var for lp in loops])
     if len(coeffs) == 0 or not all(isinstance(c, tirx.IntImm) for c in coeffs[:-1]):
         return None
     cs = [int(c) for c in coeffs[:-1]]
-    const = coeffs[-1]
-    base = int(const) if isinstance(const, tirx.IntImm) else None
+    base = coeffs[-1]
     if cs[-1] != 1:
         return Geometry(base, 1, tuple(cs[:-1]), False, cs[-1])
     run, i = loops[-1].extent, len(loops) - 2
@@ -388,6 +397,32 @@ def _last_two(values):
 
 def _is_one(v) -> bool:
     return (isinstance(v, int) and v == 1) or (isinstance(v, tirx.IntImm) and int(v) == 1)
+
+
+def _bound_loops(loops):
+    ana = sym.Analyzer()
+    for lp in loops:
+        ana.bind(lp.var, tvm.ir.Range(0, lp.extent))
+    return ana
+
+
+def _lowest(expr, loops) -> int:
+    return int(_bound_loops(loops).const_int_bound(expr).min_value)
+
+
+def _first_misaligned(base, nbytes: int, align: int, loops) -> int:
+    """Byte offset of the first burst start that breaks the alignment."""
+    coeffs = sym.detect_linear_equation(base, [lp.var for lp in loops])
+    if len(coeffs) == 0:
+        return _lowest(base, loops) * nbytes
+    const = coeffs[-1]
+    start = int(const) * nbytes if isinstance(const, tirx.IntImm) else 0
+    if start % align:
+        return start
+    for c in coeffs[:-1]:
+        if isinstance(c, tirx.IntImm) and (int(c) * nbytes) % align:
+            return start + int(c) * nbytes
+    return start
 
 
 def _multiple_of(expr, factor: int, loops) -> bool:
