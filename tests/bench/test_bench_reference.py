@@ -53,3 +53,12 @@ def test_missing_reference_is_said_not_invented():
     assert not has_reference(wl, edge)
     with pytest.raises(NoReference, match="pool2d"):
         reference_kernel(wl, edge)
+
+
+def test_int8_gemm_uses_the_int8_cube_form(worker):
+    spec = load_spec("davinci-like")
+    wl = ops.matmul("mm_s8", 64, 96, 128, dtype="int8", out_dtype="int32")
+    kernel = reference_kernel(wl, spec)
+    assert "davinci-like.cube.mma_s8_s32" in kernel.script()
+    assert verify(kernel, spec) == []
+    assert execute(kernel, wl, worker=worker).correct
