@@ -71,3 +71,30 @@ def stage_write(sch, block, at, scope):
     w = sch.cache_write(block, 0, scope)
     sch.reverse_compute_at(w, at, preserve_unit_loops=True)
     return w
+
+
+def dma_tile_bytes(spec: HardwareSpec, src: str, dst: str, efficiency: float = 0.8) -> int:
+    """Bytes one transfer on ``src -> dst`` should move so the path's fixed latency costs
+    at most ``1 - efficiency`` of the transfer time (tiles much larger only hurt pipelining)."""
+    path = spec.path(src, dst)
+    return max(1, int(path.latency * path.bandwidth * efficiency / (1 - efficiency)))
+
+
+def fit_tile(extent: int, unit_bytes: int, budget: int, *, limit: int | None = None,
+             multiple: int = 1, min_tiles: int = 2) -> int:
+    """A divisor of ``extent`` whose ``unit_bytes`` per element fit ``budget``, at most
+    ``limit``, preferring multiples of ``multiple`` and at least ``min_tiles`` tiles
+    (so double-buffered loads have something to overlap with)."""
+    cap = max(1, budget // max(1, unit_bytes))
+    if limit is not None:
+        cap = min(cap, max(1, limit))
+    if extent >= multiple * min_tiles:
+        cap = min(cap, extent // min_tiles)
+    return divisor_tile(extent, cap, multiple)
+
+
+def iter_loops(sch: s_tir.Schedule, block) -> list:
+    """The loops of ``block`` that compute_at / reverse_compute_at generated, one per block
+    iter var in iter-var order (valid right after those primitives with unit loops kept)."""
+    n = len(sch.get(block).iter_vars)
+    return list(sch.get_loops(block)[-n:])
