@@ -55,4 +55,4 @@ def reference_kernel(workload: Workload, spec: HardwareSpec) -> tvm.IRModule:
 
 
 def _load() -> None:
-    from . import davinci, edge  # noqa: F401 - registration side effect
+    from . import davinci, davinci_conv, edge  # noqa: F401 - registration side effect
