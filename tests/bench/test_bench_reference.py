@@ -62,3 +62,12 @@ def test_int8_gemm_uses_the_int8_cube_form(worker):
     assert "davinci-like.cube.mma_s8_s32" in kernel.script()
     assert verify(kernel, spec) == []
     assert execute(kernel, wl, worker=worker).correct
+
+
+def test_bf16_gemm_runs_on_the_host(worker):
+    spec = load_spec("davinci-like")
+    wl = ops.matmul("mm_bf16", 64, 64, 128, dtype="bfloat16", out_dtype="float32")
+    kernel = reference_kernel(wl, spec)
+    assert "davinci-like.cube.mma_bf16_f32" in kernel.script()
+    assert verify(kernel, spec) == []
+    assert execute(kernel, wl, worker=worker).correct

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import ml_dtypes
 import numpy as np
 import tvm
 from tvm import te, tirx
@@ -38,6 +39,11 @@ class TensorSpec:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
 
+def np_dtype(dtype: str) -> np.dtype:
+    """The numpy dtype of a TVM dtype name (bfloat16 through ml_dtypes, as TVM does)."""
+    return np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+
+
 def normal_inputs(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
     """Default generator: non-zero mean so that sign and offset errors show."""
     if dtype.startswith(("int", "uint")):
@@ -45,11 +51,11 @@ def normal_inputs(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) 
         return rng.integers(lo, hi, size=shape).astype(dtype)
     if dtype == "bool":
         return rng.random(shape) < 0.5
-    return rng.normal(0.5, 1.0, size=shape).astype(dtype)
+    return rng.normal(0.5, 1.0, size=shape).astype(np_dtype(dtype))
 
 
 def positive_inputs(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    return rng.uniform(0.5, 2.0, size=shape).astype(dtype)
+    return rng.uniform(0.5, 2.0, size=shape).astype(np_dtype(dtype))
 
 
 @dataclass(frozen=True)

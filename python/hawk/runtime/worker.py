@@ -47,6 +47,10 @@ def _one_line(err: Exception) -> str:
 
 
 def _poison(shape, dtype) -> np.ndarray:
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        return np.full(shape, np.nan, dtype=ml_dtypes.bfloat16)
     if np.issubdtype(np.dtype(dtype), np.floating):
         return np.full(shape, np.nan, dtype=dtype)
     if dtype == "bool":
