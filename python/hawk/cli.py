@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--timeout", type=float, default=60.0, help="seconds for build + run on the host")
     r.add_argument("--save-kernel", metavar="FILE", help="write the kernel run as TVM JSON")
+    r.add_argument("--listing", action="store_true", help="print the NPU program (assembly-like)")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_run)
     return p
@@ -181,6 +182,8 @@ def _run_one(workload, spec, args) -> dict:
 
     from .bench.reference import NoReference, reference_kernel
     from .runtime import execute, verify
+    from .runtime.codegen import lower
+    from .runtime.timing import SimulatorError, time_kernel
 
     row = {"workload": workload.name, "category": workload.category, "target": spec.name,
            "kernel": "reference" if args.reference else args.kernel}
@@ -199,7 +202,21 @@ def _run_one(workload, spec, args) -> dict:
     verify_s = time.perf_counter() - t0
     row.update(legal=not faults, faults=[f.to_dict() for f in faults], verify_s=round(verify_s, 5))
     if faults:
-        return {**row, "correct": False, "execution": None, "note": "not executed: the kernel faults on the NPU"}
+        return {**row, "correct": False, "execution": None, "cycles": None, "bottleneck": None,
+                "roofline_cycles": None, "note": "not executed: the kernel faults on the NPU"}
+    t0 = time.perf_counter()
+    try:
+        profile = time_kernel(kernel, spec, workload)
+    except SimulatorError as err:
+        row["timing_error"] = str(err)
+        profile = None
+    row["time_s"] = round(time.perf_counter() - t0, 5)
+    if profile is not None:
+        row.update(profile.to_dict())
+    else:
+        row.update(cycles=None, bottleneck=None, roofline_cycles=None)
+    if args.listing:
+        row["listing"] = lower(kernel, spec).listing()
     result = execute(kernel, workload, trials=args.trials, seed=args.seed, timeout=args.timeout)
     return {**row, "correct": result.correct, "execution": result.to_dict()}
 
@@ -219,10 +236,24 @@ def _print_single(r: dict) -> None:
     verdict = "correct" if r["correct"] else f"WRONG ({e['status']}: {e['message']})"
     print(f"  {verdict} over {e['trials']} trial(s), max abs error {e['max_abs_error']:.3g}, "
           f"execute {e['wall_s']:.2f} s")
+    if r.get("cycles") is not None:
+        busy = ", ".join(f"{p} {c}" for p, c in sorted(r["busy"].items(), key=lambda kv: -kv[1]) if c)
+        print(f"  {r['cycles']} cycles, bottleneck {r['bottleneck']} (busy: {busy})")
+        print(f"  roofline {r['roofline_cycles']} cycles ({r['roofline_bound']}-bound): "
+              f"{r['roofline_fraction']:.1%} of the limit reached (time {r['time_s'] * 1000:.1f} ms)")
+        if r["model_bug"]:
+            print("  MODEL BUG: the kernel is reported faster than its roofline")
+    elif r.get("timing_error"):
+        print(f"  timing failed: {r['timing_error']}")
+    if r.get("listing"):
+        print("  NPU program:")
+        print("\n".join("    " + ln for ln in r["listing"].splitlines()))
 
 
 def _print_table(results: list[dict], spec) -> None:
-    header = f"{'workload':24s} {'category':12s} {'legal':>6s} {'correct':>8s} {'verify ms':>10s} {'execute s':>10s}"
+    header = (f"{'workload':24s} {'category':12s} {'legal':>6s} {'correct':>8s} {'cycles':>9s} "
+              f"{'bottleneck':>10s} {'roofline':>9s} {'of limit':>8s} {'verify ms':>9s} {'time ms':>8s} "
+              f"{'execute s':>9s}")
     print(f"reference kernels on {spec.name}")
     print(header)
     print("-" * len(header))
@@ -231,14 +262,24 @@ def _print_table(results: list[dict], spec) -> None:
         legal = "yes" if r["legal"] else ("-" if not r["faults"] else f"{len(r['faults'])}F")
         correct = "yes" if r["correct"] else (e.get("status", "-") if e else "-")
         vms = f"{r['verify_s'] * 1000:.1f}" if "verify_s" in r else "-"
+        tms = f"{r['time_s'] * 1000:.1f}" if "time_s" in r else "-"
         es = f"{e['wall_s']:.2f}" if e else "-"
-        print(f"{r['workload']:24s} {r['category']:12s} {legal:>6s} {correct:>8s} {vms:>10s} {es:>10s}"
+        cyc = str(r["cycles"]) if r.get("cycles") is not None else "-"
+        roof = str(r["roofline_cycles"]) if r.get("roofline_cycles") is not None else "-"
+        frac = f"{r['roofline_fraction']:.1%}" if r.get("roofline_fraction") else "-"
+        flag = "  MODEL BUG: faster than roofline" if r.get("model_bug") else ""
+        print(f"{r['workload']:24s} {r['category']:12s} {legal:>6s} {correct:>8s} {cyc:>9s} "
+              f"{r.get('bottleneck') or '-':>10s} {roof:>9s} {frac:>8s} {vms:>9s} {tms:>8s} {es:>9s}{flag}"
               + (f"  ({r['note']})" if r.get("note") and not r["faults"] else ""))
     ran = [r for r in results if r.get("execution")]
     if ran:
         print(f"\n{sum(r['correct'] for r in results)}/{len(results)} legal and correct; median verify "
-              f"{statistics.median(r['verify_s'] for r in ran) * 1000:.1f} ms, median execute "
+              f"{statistics.median(r['verify_s'] for r in ran) * 1000:.1f} ms, median time "
+              f"{statistics.median(r['time_s'] for r in ran) * 1000:.1f} ms, median execute "
               f"{statistics.median(r['execution']['wall_s'] for r in ran):.2f} s")
+        fractions = [r["roofline_fraction"] for r in ran if r.get("roofline_fraction")]
+        if fractions:
+            print(f"geometric-mean fraction of the roofline reached: {statistics.geometric_mean(fractions):.1%}")
     for r in results:
         for f in r["faults"]:
             print(f"{r['workload']}: {f['log']}")

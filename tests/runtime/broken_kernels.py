@@ -30,7 +30,7 @@ def elementwise_tiled(wl, spec, tile_rows, tile_cols, *, stage=UB, extra=None):
         sch.compute_at(c, jo)
         if extra:
             extra(sch, c)
-    stage_write(sch, blk, jo, UB)
+    stage_write(sch, blk, jo, UB, double=False)
     vectorize_inner(sch, blk, spec, wl.outputs[0].dtype)
     return sch.mod
 

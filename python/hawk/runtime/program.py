@@ -68,6 +68,9 @@ class Instr:
     intrinsic: str | None = None
     operands: tuple[Operand, ...] = ()
     cast: bool = False  # a copy that converts the dtype on the way
+    ops: int = 0  # arithmetic operations per element (a pure move counts one)
+    transcendental: int = 0  # of which exp/log/sqrt/div-class
+    mac: bool = False  # the body is C += A * B
     dtypes: frozenset[str] = frozenset()
     calls: frozenset[str] = frozenset()
     predicate: tvm.ir.PrimExpr | None = None
@@ -302,14 +305,62 @@ class _Reader:
                 value, cast = value.value, True
             if isinstance(value, Load) and not value.source.same_as(store.buffer):
                 kind = "copy"
+        ops, transcendental, mac = _count_ops(block.body)
         return Instr(block.name_hint, kind, loops, reads=tuple(loads), writes=tuple(stores),
-                     cast=cast, dtypes=frozenset(d for d in dtypes if d != "handle"),
+                     cast=cast, ops=ops, transcendental=transcendental, mac=mac,
+                     dtypes=frozenset(d for d in dtypes if d != "handle"),
                      calls=frozenset(calls), predicate=_predicate(realize),
                      annotations=dict(block.annotations))
 
 
 def expr_dtype(e) -> str:
     return str(e.ty.dtype)
+
+
+_PLAIN_OPS = tuple(
+    getattr(tirx, name) for name in (
+        "Add", "Sub", "Mul", "Div", "FloorDiv", "FloorMod", "Mod", "Min", "Max", "Select",
+        "EQ", "NE", "LT", "LE", "GT", "GE", "And", "Or", "Not",
+    )
+)
+TRANSCENDENTAL = frozenset(f"tirx.{op}" for op in (
+    "exp", "exp2", "exp10", "log", "log2", "log10", "log1p", "sqrt", "rsqrt", "tanh", "sigmoid",
+    "erf", "pow", "sin", "cos", "atan",
+))
+
+
+def _count_ops(body) -> tuple[int, int, bool]:
+    """(operations, transcendental operations, is C += A * B) of a leaf block's stores."""
+    counts = {"ops": 0, "trans": 0}
+    stores = []
+
+    def on_plain(_):
+        counts["ops"] += 1
+
+    def on_cast(e):
+        if expr_dtype(e) != expr_dtype(e.value):
+            counts["ops"] += 1
+
+    def on_call(e):
+        name = e.op.name if isinstance(e.op, tvm.ir.Op) else str(e.op)
+        counts["trans" if name in TRANSCENDENTAL else "ops"] += 1
+
+    def on_store(s):
+        stores.append(s)
+        # index arithmetic is address generation, not work: do not descend into loads
+        tvm_ffi.structural_walk(s.value, [(Load, lambda _: tvm_ffi.WalkResult.SKIP), (_PLAIN_OPS, on_plain),
+                                          (tirx.Cast, on_cast), (tvm.ir.Call, on_call)], order="pre")
+
+    tvm_ffi.structural_walk(body, [(tirx.BufferStore, on_store)])
+    if isinstance(body, tirx.SeqStmt):  # lowered init + update: the update is the work
+        counts = {"ops": 0, "trans": 0}
+        on_store(stores[-1])
+    mac = False
+    if stores:
+        v = stores[-1].value
+        mac = (isinstance(v, tirx.Add) and isinstance(v.a, Load) and v.a.source.same_as(stores[-1].buffer)
+               and isinstance(v.b, tirx.Mul))
+    return max(1, counts["ops"] + counts["trans"]) - counts["trans"], counts["trans"], mac
 
 
 def _predicate(realize):

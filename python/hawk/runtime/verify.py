@@ -5,8 +5,6 @@ Pure: the same kernel and spec always give the same faults, nothing is written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import tvm
 from tvm import sym, tirx
 
@@ -14,7 +12,8 @@ from ..npu import manual
 from ..npu.intrinsics import find_intrinsic
 from ..npu.spec import HardwareSpec, Scope
 from .fault import Fault
-from .program import Access, Instr, Loop, Program, ProgramError, Region, expr_dtype, read_program
+from .program import Access, Instr, Loop, Program, ProgramError, Region, read_program
+from .units import Geometry, compute_unit, geometry, own_loop_counts
 
 
 # Math the vector and scalar units execute; any other call (extern, packed, intrinsics of
@@ -61,23 +60,12 @@ def _elem_bytes(dtype: str) -> int:
     return max(1, tvm.runtime.DataType(dtype).bits // 8)
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """A DMA side as the engine sees it: contiguous run and outer strides, in elements."""
-
-    base: tvm.ir.PrimExpr  # offset of the first burst in elements (may hold outer loop vars)
-    run: int  # elements per contiguous burst
-    strides: tuple[int, ...]  # element strides of the outer (non-burst) loops
-    contiguous: bool
-    inner_stride: int
-
-
 class _Checker:
     def __init__(self, program: Program, spec: HardwareSpec):
         self.program = program
         self.spec = spec
         self.faults: list[Fault] = []
-        self.own = _own_loop_counts(program)
+        self.own = own_loop_counts(program)
         self.writer_pipe: dict = {}
 
     def add(self, code, pipe, block, **fields):
@@ -85,10 +73,7 @@ class _Checker:
 
     # --- units ------------------------------------------------------------------------
     def compute_unit(self, instr: Instr):
-        vector = self.spec.unit_of_kind("vector")
-        if instr.vectorized and vector is not None:
-            return vector
-        return self.spec.unit_of_kind("scalar") or vector
+        return compute_unit(instr, self.spec)
 
     def instr(self, instr: Instr) -> None:
         self.bounds(instr)
@@ -151,7 +136,7 @@ class _Checker:
                      observed=(("src_dtype", src.dtype), ("dst_dtype", dst.dtype)))
         own = instr.loops[len(instr.loops) - self.own.get(id(instr), 0):]
         loops = [lp for lp in own if lp.extent > 1]
-        sides = [(src, _geometry(src, loops)), (dst, _geometry(dst, loops))]
+        sides = [(src, geometry(src, loops)), (dst, geometry(dst, loops))]
         for acc, geo in sides:
             if geo is None or not geo.contiguous:
                 self.add(manual.DMA_DISCONTIG, path.pipe, instr.block, buffer=acc.name, scope=acc.scope,
@@ -302,65 +287,6 @@ def _peak(nodes, scope: Scope):
         if cand[0] > best[0]:
             best = cand
     return best
-
-
-def _own_loop_counts(program: Program) -> dict[int, int]:
-    """For each instruction, how many innermost loops wrap it alone (its own loop nest)."""
-    counts: dict[int, int] = {}
-
-    def chain(node):
-        if isinstance(node, Instr):
-            return node
-        if isinstance(node, Loop) and len(node.body) == 1:
-            inner = chain(node.body[0])
-            if inner is not None:
-                counts[id(inner)] = counts.get(id(inner), 0) + 1
-            return inner
-        return None
-
-    def visit(nodes):
-        for n in nodes:
-            if isinstance(n, Loop):
-                if chain(n) is None:
-                    visit(n.body)
-            elif isinstance(n, Region):
-                visit(n.body)
-
-    visit(program.body)
-    return counts
-
-
-def _linear_index(acc: Access):
-    shape = [int(d) for d in acc.buffer.shape]
-    strides = [int(s) for s in acc.buffer.strides] if len(acc.buffer.strides) else None
-    if strides is None:
-        strides, step = [], 1
-        for d in reversed(shape):
-            strides.insert(0, step)
-            step *= d
-    lin = 0
-    for idx, st in zip(acc.indices, strides):
-        lin = idx * st + lin
-    return lin
-
-
-def _geometry(acc: Access, loops: list[Loop]) -> Geometry | None:
-    ana = sym.Analyzer()
-    lin = ana.simplify(_linear_index(acc))
-    if not loops:
-        return Geometry(lin, 1, (), True, 1)
-    coeffs = sym.detect_linear_equation(lin, [lp.var for lp in loops])
-    if len(coeffs) == 0 or not all(isinstance(c, tirx.IntImm) for c in coeffs[:-1]):
-        return None
-    cs = [int(c) for c in coeffs[:-1]]
-    base = coeffs[-1]
-    if cs[-1] != 1:
-        return Geometry(base, 1, tuple(cs[:-1]), False, cs[-1])
-    run, i = loops[-1].extent, len(loops) - 2
-    while i >= 0 and cs[i] == run:
-        run *= loops[i].extent
-        i -= 1
-    return Geometry(base, run, tuple(cs[: i + 1]), True, 1)
 
 
 def _region_extents(acc: Access, own: tuple[Loop, ...]) -> list[int]:

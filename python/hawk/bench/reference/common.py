@@ -67,9 +67,13 @@ def stage_reads(sch, block, at, scope, *, double=True, indices=None):
     return staged
 
 
-def stage_write(sch, block, at, scope):
+def stage_write(sch, block, at, scope, *, double=True):
+    """cache_write the output of ``block`` into ``scope`` and store it at loop ``at``;
+    ``double`` ping-pongs the staged tile so computing the next tile overlaps the store."""
     w = sch.cache_write(block, 0, scope)
     sch.reverse_compute_at(w, at, preserve_unit_loops=True)
+    if double:
+        sch.annotate(block, DOUBLE, 0)
     return w
 
 

@@ -211,7 +211,7 @@ def row_reduce(sch: s_tir.Schedule, wl: Workload, spec: HardwareSpec) -> None:
     tc = cols if align * cols * eb <= target else _channel_tile(
         cols, target // (align * eb), vector_lanes(spec, dtype), align)
     lanes = _lanes(spec, dtype, tc)
-    tr = _row_tile(spec, rows, 2 * tc * eb + lanes * eb + eb, tc * eb, dtype)
+    tr = _row_tile(spec, rows, 2 * tc * eb + lanes * eb + 2 * eb, tc * eb, dtype)  # S ping-pongs
     i, k = sch.get_loops(s)
     io, ii = sch.split(i, [None, tr])
     kc, ko, kl = sch.split(k, [None, tc // lanes, lanes])
@@ -267,8 +267,8 @@ def softmax(sch: s_tir.Schedule, wl: Workload, spec: HardwareSpec) -> None:
     eb = elem_bytes(dtype)
     rows, cols = loop_extents(sch, sch.get_sblock("T_softmax_norm"))
     lanes = _lanes(spec, dtype, cols)
-    # X (double) + exp + Y per row, two (lanes + 1) reduction buffers
-    tr = _row_tile(spec, rows, 4 * cols * eb + 2 * (lanes + 1) * eb, cols * eb, dtype)
+    # X and Y (both double) + exp per row, two (lanes + 1) reduction buffers
+    tr = _row_tile(spec, rows, 5 * cols * eb + 2 * (lanes + 1) * eb, cols * eb, dtype)
     red = {n: _lane_rfactor(sch, n, spec, dtype) for n in ("T_softmax_maxelem", "T_softmax_expsum")}
     out = _row_pipeline(sch, "T_softmax_norm", tr,
                            ["T_softmax_expsum", "T_softmax_exp", "T_softmax_maxelem"], red, "X")
@@ -285,7 +285,7 @@ def _norm(sch: s_tir.Schedule, wl: Workload, spec: HardwareSpec, sums: list[str]
     rows, cols = loop_extents(sch, sch.get_sblock("Y"))
     lanes = _lanes(spec, dtype, cols)
     fixed = len(params) * cols * eb  # per-column parameters, loaded once
-    tr = _row_tile(spec, rows, 3 * cols * eb + len(sums) * (lanes + 1) * eb, cols * eb, dtype,
+    tr = _row_tile(spec, rows, 4 * cols * eb + len(sums) * (lanes + 1) * eb, cols * eb, dtype,
                    fixed=fixed)
     red = {n: _lane_rfactor(sch, n, spec, dtype) for n in sums}
     out = _row_pipeline(sch, "Y", tr, list(reversed(sums)), red, "X")
