@@ -209,3 +209,17 @@ def test_costs_come_from_the_spec(davinci):
     fast_units = tuple(dataclasses.replace(u, throughput=u.throughput * 4) if u.kind == "vector" else u
                        for u in davinci.units)
     assert time_kernel(kernel, dataclasses.replace(davinci, units=fast_units), wl).cycles == base
+
+
+def test_vector_cross_lane_reduce_beats_the_scalar_fold(davinci, monkeypatch):
+    from hawk.bench.reference import davinci as vendor
+
+    wl = ops.row_reduce("rowmax", "max", 512, 512)
+    with_reduce = reference_kernel(wl, davinci)
+    assert "davinci-like.vector.reduce_max_f32" in with_reduce.script()
+    monkeypatch.setattr(vendor, "fold_lanes", lambda *args: False)
+    scalar_fold = reference_kernel(wl, davinci)
+    assert "reduce_max" not in scalar_fold.script()
+    fast, slow = time_kernel(with_reduce, davinci, wl), time_kernel(scalar_fold, davinci, wl)
+    assert slow.bottleneck == "SCALAR" and fast.busy["SCALAR"] < slow.busy["SCALAR"] / 10
+    assert fast.cycles < slow.cycles / 2

@@ -138,3 +138,4 @@ def test_misaligned_start_from_an_outer_loop_is_found(davinci):
 def test_extern_calls_are_not_npu_instructions(davinci):
     faults = verify(_calls_the_host, davinci)
     assert [(f.code, f.get("call")) for f in faults] == [("UNKNOWN_INSTR", "tirx.call_extern")]
+

@@ -1,9 +1,10 @@
-"""Tensor intrinsics of a spec's matrix units, registered with TVM for ``sch.tensorize``.
+"""Tensor intrinsics of a spec's units, registered with TVM for ``sch.tensorize``.
 
-Each matrix shape of a spec gives two intrinsics: ``mma`` (C += A x B over one fractal
-tile) and ``fill`` (C = 0, the accumulator clear). Their implementation is the reference
-loop nest itself, so a tensorized kernel builds and runs on the host; the inner block
-carries ``hawk.intrin`` so the runtime model knows which instruction it is.
+Each matrix shape of a spec gives ``mma`` (C += A x B over one fractal tile) and ``fill``
+(C = 0, the accumulator clear); the vector unit gives cross-lane ``reduce_sum`` and
+``reduce_max`` over one repeat of lanes (C op= A[0:lanes]) for its float dtypes. Their
+implementation is the reference loop nest itself, so a tensorized kernel builds and runs on
+the host; the inner block carries ``hawk.intrin`` so the runtime model knows the instruction.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .spec import HardwareSpec, MatrixShape, Unit
 INTRIN_ATTR = "hawk.intrin"
 
 _SHORT = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "int8": "s8", "int32": "s32"}
+REDUCTIONS = ("reduce_sum", "reduce_max")
 
 
 @dataclass(frozen=True)
@@ -26,17 +28,29 @@ class Intrinsic:
 
     name: str
     unit: str
-    op: str  # "mma" or "fill"
-    shape: MatrixShape
+    op: str  # "mma", "fill", "reduce_sum" or "reduce_max"
+    shape: MatrixShape  # for reductions: m = n = 1 and k = lanes
     a_scope: str
     b_scope: str
     c_scope: str
+
+    @property
+    def operand_scopes(self) -> tuple[str, ...]:
+        """Scopes of the tensorized block's operands, in match_buffer order."""
+        if self.op == "fill":
+            return (self.c_scope,)
+        if self.op == "mma":
+            return (self.a_scope, self.b_scope, self.c_scope)
+        return (self.a_scope, self.c_scope)
 
     @property
     def signature(self) -> str:
         s = self.shape
         if self.op == "fill":
             return f"{self.name}(C: {s.acc_dtype}[{s.m}, {s.n}] @ {self.c_scope}): C = 0"
+        if self.op in REDUCTIONS:
+            what = "C += sum(A)" if self.op == "reduce_sum" else "C = max(C, max(A))"
+            return f"{self.name}(A: {s.in_dtype}[{s.k}] @ {self.a_scope}, C: {s.acc_dtype}[1] @ {self.c_scope}): {what}"
         return (
             f"{self.name}(A: {s.in_dtype}[{s.m}, {s.k}] @ {self.a_scope}, "
             f"B: {s.in_dtype}[{s.k}, {s.n}] @ {self.b_scope}, "
@@ -54,9 +68,11 @@ def intrinsic_name(spec: HardwareSpec, unit: Unit, op: str, shape: MatrixShape) 
 
 
 def intrinsics(spec: HardwareSpec) -> tuple[Intrinsic, ...]:
-    """The instruction set of the spec's matrix units (not yet registered)."""
+    """The tensorizable instruction set of the spec's units (not yet registered)."""
     out = []
     for unit in spec.units:
+        if unit.kind == "vector":
+            out += _vector_reductions(spec, unit)
         if unit.kind != "matrix":
             continue
         a_scope, b_scope = unit.reads[0], unit.reads[1]
@@ -74,6 +90,23 @@ def intrinsics(spec: HardwareSpec) -> tuple[Intrinsic, ...]:
     return tuple(out)
 
 
+def _vector_reductions(spec: HardwareSpec, unit: Unit) -> list[Intrinsic]:
+    import tvm
+
+    found = []
+    for dtype in ("float16", "float32"):
+        if dtype not in unit.dtypes:
+            continue
+        lanes = int(unit.throughput) // (tvm.runtime.DataType(dtype).bits // 8)
+        if lanes < 2:
+            continue
+        shape = MatrixShape(dtype, dtype, 1, 1, lanes)
+        for op in REDUCTIONS:
+            name = f"{spec.name}.{unit.name}.{op}_{_SHORT[dtype]}"
+            found.append(Intrinsic(name, unit.name, op, shape, unit.reads[0], "", unit.writes[0]))
+    return found
+
+
 _registered: dict[str, str] = {}  # intrinsic name -> fingerprint of the spec it came from
 
 
@@ -84,7 +117,8 @@ def register_intrinsics(spec: HardwareSpec) -> tuple[Intrinsic, ...]:
     for intrin in found:
         if _registered.get(intrin.name) == fp:
             continue
-        desc, impl = _mma_funcs(intrin) if intrin.op == "mma" else _fill_funcs(intrin)
+        make = {"mma": _mma_funcs, "fill": _fill_funcs}.get(intrin.op, _reduce_funcs)
+        desc, impl = make(intrin)
         s_tir.TensorIntrin.register(intrin.name, desc, impl, override=True)
         _registered[intrin.name] = fp
     return found
@@ -156,5 +190,44 @@ def _fill_funcs(intrin: Intrinsic):
                     T.sblock_attr({INTRIN_ATTR: name})
                     vi, vj = T.axis.remap("SS", [i, j])
                     C[vi, vj] = T.Cast(acc_t, 0)
+
+    return desc, impl
+
+
+def _reduce_funcs(intrin: Intrinsic):
+    lanes, dtype = intrin.shape.k, intrin.shape.in_dtype
+    sa, sc, name = intrin.a_scope, intrin.c_scope, intrin.name
+    is_sum = intrin.op == "reduce_sum"
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (lanes,), dtype, offset_factor=1, scope=sa)
+        C = T.match_buffer(c, (1,), dtype, offset_factor=1, scope=sc)
+        with T.sblock("root"):
+            T.reads(C[0:1], A[0:lanes])
+            T.writes(C[0:1])
+            for r in range(lanes):
+                with T.sblock(""):
+                    vr = T.axis.remap("R", [r])
+                    if is_sum:
+                        C[0] = C[0] + A[vr]
+                    else:
+                        C[0] = T.max(C[0], A[vr])
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (lanes,), dtype, offset_factor=1, scope=sa)
+        C = T.match_buffer(c, (1,), dtype, offset_factor=1, scope=sc)
+        with T.sblock("root"):
+            T.reads(C[0:1], A[0:lanes])
+            T.writes(C[0:1])
+            for r in range(lanes):
+                with T.sblock("reduce"):
+                    T.sblock_attr({INTRIN_ATTR: name})
+                    vr = T.axis.remap("R", [r])
+                    if is_sum:
+                        C[0] = C[0] + A[vr]
+                    else:
+                        C[0] = T.max(C[0], A[vr])
 
     return desc, impl

@@ -191,7 +191,7 @@ class _Lowering:
         own = own_loops(instr, self.own)
         elements = math.prod(lp.extent for lp in own)
         if instr.kind == "intrin":
-            ins = self._matrix(instr, elements)
+            ins = self._intrinsic(instr, elements)
         elif is_dma(instr):
             ins = self._dma(instr, own, elements)
         else:
@@ -214,18 +214,22 @@ class _Lowering:
                         self.cost_index[f"{path.src}->{path.dst}"], (runs, run * nbytes, 0, 0),
                         (self._buffer(src.buffer, 1),), (self._buffer(dst.buffer, 1),), text)
 
-    def _matrix(self, instr: Instr, count: int) -> NpuInstr:
+    def _intrinsic(self, instr: Instr, count: int) -> NpuInstr:
         intrin = find_intrinsic(self.spec, instr.intrinsic)
         if intrin is None:
             raise CodegenError(f"block {instr.block}: {instr.intrinsic} is not an instruction of {self.spec.name}")
         unit = self.spec.unit(intrin.unit)
         ops = [self._buffer(op.buffer, 1) for op in instr.operands]
-        reads = tuple(ops) if intrin.op == "mma" else ()
+        reads = tuple(ops) if intrin.op != "fill" else ()
         writes = (ops[-1],)
         short = intrin.name.rsplit(".", 1)[-1]
-        text = f"{short} x{count}  ({instr.block})"
-        return NpuInstr(instr.block, "matrix", self.pipes.index(unit.pipe), self.cost_index[unit.name],
-                        (count, 1, 0, 0), reads, writes, text)
+        if unit.kind == "vector":  # one cross-lane reduction per repeat of lanes
+            lane_bytes = intrin.shape.k * _elem_bytes(intrin.shape.in_dtype)
+            params = (count * math.ceil(lane_bytes / unit.throughput), 1, 0, 1)
+        else:
+            params = (count, 1, 0, 0)
+        return NpuInstr(instr.block, unit.kind, self.pipes.index(unit.pipe), self.cost_index[unit.name],
+                        params, reads, writes, f"{short} x{count}  ({instr.block})")
 
     def _compute(self, instr: Instr, own, elements: int) -> NpuInstr:
         unit = compute_unit(instr, self.spec)

@@ -113,9 +113,7 @@ class _Checker:
             self.add(manual.UNKNOWN_INSTR, "-", instr.block, observed=(("instr", instr.intrinsic),))
             return
         unit = self.spec.unit(intrin.unit)
-        expected = (intrin.c_scope,) if intrin.op == "fill" else (
-            intrin.a_scope, intrin.b_scope, intrin.c_scope)
-        for operand, scope in zip(instr.operands, expected):
+        for operand, scope in zip(instr.operands, intrin.operand_scopes):
             actual = operand.buffer.scope()
             allowed = unit.reads + unit.writes
             if actual != scope or actual not in allowed:

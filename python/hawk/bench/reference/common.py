@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import tvm
-from tvm import s_tir
+import tvm_ffi
+from tvm import s_tir, tirx
 
-from ...npu import HardwareSpec
+from ...npu import HardwareSpec, intrinsics
 
 DOUBLE = "double_buffer_scope"
 
@@ -102,3 +103,41 @@ def iter_loops(sch: s_tir.Schedule, block) -> list:
     iter var in iter-var order (valid right after those primitives with unit loops kept)."""
     n = len(sch.get(block).iter_vars)
     return list(sch.get_loops(block)[-n:])
+
+
+def fold_lanes(sch: s_tir.Schedule, block, spec: HardwareSpec) -> bool:
+    """Fold a cross-lane reduction block (out[i] op= part[i, lane]) with the vector unit's
+    reduce intrinsic, one instruction per row; False (left to the scalar unit) when the
+    spec has no reduce form for its op, dtype and lane count."""
+    blk = sch.get(block)
+    value = blk.body.value
+    op = {tirx.Max: "reduce_max", tirx.Add: "reduce_sum"}.get(type(value))
+    dtype = str(blk.writes[0].source.dtype)
+    intrin = next((i for i in intrinsics(spec) if i.op == op and i.shape.in_dtype == dtype), None)
+    loops = sch.get_loops(block)
+    realize = sch.get(loops[-1]).body
+    if intrin is None or not isinstance(realize, s_tir.SBlockRealize):
+        return False
+    by_var = {sch.get(lp).loop_var: lp for lp in loops}
+    kinds = [int(iv.iter_type) for iv in blk.iter_vars]
+    reduce = [by_var.get(v) for kind, v in zip(kinds, realize.iter_values) if kind == REDUCE_ITER]
+    if len(reduce) != 1 or reduce[0] is None or int(sch.get(reduce[0]).extent) != intrin.shape.k:
+        return False
+    used = set()
+    for v in realize.iter_values:
+        tvm_ffi.structural_walk(v, [(tirx.Var, used.add)])
+    chain = [loops[-1]]  # the perfect nest right around the block
+    for lp in reversed(loops[:-1]):
+        if not sch.get(lp).body.same_as(sch.get(chain[0])):
+            break
+        chain.insert(0, lp)
+    if reduce[0] not in chain:
+        return False
+    own = [lp for lp in chain if sch.get(lp).loop_var in used and lp != reduce[0]]
+    sch.reorder(*own, reduce[0])  # the lane loop innermost
+    sch.decompose_reduction(block, reduce[0])
+    sch.tensorize(reduce[0], intrin.name)
+    return True
+
+
+REDUCE_ITER = 2  # IterVar.CommReduce

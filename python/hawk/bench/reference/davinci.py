@@ -8,7 +8,8 @@ from ...ir import Workload
 from ...npu import HardwareSpec, intrinsics
 from . import vendor_kernel
 from .common import (
-    DOUBLE, divisor_tile, dma_tile_bytes, elem_bytes, fit_tile, has_block, iter_loops, loop_extents,
+    DOUBLE, divisor_tile, dma_tile_bytes, elem_bytes, fit_tile, fold_lanes, has_block, iter_loops,
+    loop_extents,
     stage_reads, stage_write, vector_lanes, vectorize_inner,
 )
 
@@ -123,7 +124,8 @@ def elementwise(sch: s_tir.Schedule, wl: Workload, spec: HardwareSpec) -> None:
 # tile's compute), every intermediate of the tile stays in UB, and the result tile is
 # stored once. Reductions run on the vector unit as lane-parallel partial sums (rfactor
 # of the reduction axis into one vector repeat of lanes); only the final fold of those
-# lanes into one value per row is left to the scalar unit.
+# lanes into one value per row is one vector reduce instruction per row (the scalar unit
+# takes it only when the spec has no reduce form).
 
 GLOBAL = "global"
 
@@ -170,9 +172,9 @@ def _lane_rfactor(sch: s_tir.Schedule, name: str, spec: HardwareSpec, dtype):
     return rf, sch.get_sblock(name)
 
 
-def _finish_lane_reduce(sch: s_tir.Schedule, rf, final) -> None:
+def _finish_lane_reduce(sch: s_tir.Schedule, rf, final, spec: HardwareSpec) -> None:
     """After compute_at: rf block in UB as (rows, reduce, lanes) with the lanes vectorized and
-    a vector init; the final cross-lane fold as (rows, lanes) on the scalar unit, in UB."""
+    a vector init; the final cross-lane fold as (rows, lanes) with the vector reduce, in UB."""
     sch.set_scope(rf, 0, UB)
     sch.set_scope(final, 0, UB)
     blk = sch.get(rf)
@@ -195,6 +197,7 @@ def _finish_lane_reduce(sch: s_tir.Schedule, rf, final) -> None:
     fred = [lp for iv, lp in zip(fblk.iter_vars, floops) if int(iv.iter_type) == 2]
     fsp = [lp for iv, lp in zip(fblk.iter_vars, floops) if int(iv.iter_type) != 2]
     sch.reorder(*fsp, *fred)
+    fold_lanes(sch, final, spec)
 
 
 @vendor_kernel(PRESET, "row_reduce")
@@ -226,11 +229,11 @@ def row_reduce(sch: s_tir.Schedule, wl: Workload, spec: HardwareSpec) -> None:
     stage_write(sch, s, io, UB)
     sch.vectorize(sch.get_loops(rf)[-1])
     sch.decompose_reduction(rf, kc)
-    lane, row = iter_loops(sch, s)
-    sch.reorder(row, lane)
+    fold_lanes(sch, s, spec)
 
 
-def _row_pipeline(sch: s_tir.Schedule, out_name: str, tr: int, producers: list, reductions: dict,
+def _row_pipeline(sch: s_tir.Schedule, spec: HardwareSpec, out_name: str, tr: int, producers: list,
+                  reductions: dict,
                   staged_input: str):
     """Tile ``out_name`` by ``tr`` rows, store it from UB, compute ``producers`` (blocks in
     reverse dataflow order; reductions given by name are replaced by their rf/final pair)
@@ -252,7 +255,7 @@ def _row_pipeline(sch: s_tir.Schedule, out_name: str, tr: int, producers: list, 
                 sch.set_scope(b, 0, UB)
             first_reader = b
     for rf, final in reductions.values():
-        _finish_lane_reduce(sch, rf, final)
+        _finish_lane_reduce(sch, rf, final, spec)
     xin = sch.cache_read(first_reader, staged_input, UB)
     sch.compute_at(xin, io, preserve_unit_loops=True)
     sch.annotate(xin, DOUBLE, 0)
@@ -270,7 +273,7 @@ def softmax(sch: s_tir.Schedule, wl: Workload, spec: HardwareSpec) -> None:
     # X and Y (both double) + exp per row, two (lanes + 1) reduction buffers
     tr = _row_tile(spec, rows, 5 * cols * eb + 2 * (lanes + 1) * eb, cols * eb, dtype)
     red = {n: _lane_rfactor(sch, n, spec, dtype) for n in ("T_softmax_maxelem", "T_softmax_expsum")}
-    out = _row_pipeline(sch, "T_softmax_norm", tr,
+    out = _row_pipeline(sch, spec, "T_softmax_norm", tr,
                            ["T_softmax_expsum", "T_softmax_exp", "T_softmax_maxelem"], red, "X")
     vectorize_inner(sch, sch.get_sblock("T_softmax_exp"), spec, dtype)
     vectorize_inner(sch, out, spec, dtype)
@@ -288,7 +291,7 @@ def _norm(sch: s_tir.Schedule, wl: Workload, spec: HardwareSpec, sums: list[str]
     tr = _row_tile(spec, rows, 4 * cols * eb + len(sums) * (lanes + 1) * eb, cols * eb, dtype,
                    fixed=fixed)
     red = {n: _lane_rfactor(sch, n, spec, dtype) for n in sums}
-    out = _row_pipeline(sch, "Y", tr, list(reversed(sums)), red, "X")
+    out = _row_pipeline(sch, spec, "Y", tr, list(reversed(sums)), red, "X")
     for p in params:  # loaded into UB once, before the row loop
         sch.cache_read(out, p, UB)
     vectorize_inner(sch, out, spec, dtype)

@@ -17,7 +17,7 @@ from ...ir import Workload
 from ...npu import HardwareSpec, intrinsics
 from . import vendor_kernel
 from .common import (
-    DOUBLE, divisor_tile, dma_tile_bytes, elem_bytes, has_block, loop_extents, stage_reads,
+    DOUBLE, divisor_tile, dma_tile_bytes, elem_bytes, fold_lanes, has_block, loop_extents, stage_reads,
     stage_write, vector_lanes, vectorize_inner,
 )
 
@@ -208,3 +208,4 @@ def row_reduce(sch: s_tir.Schedule, wl: Workload, spec: HardwareSpec) -> None:
     sch.annotate(x, DOUBLE, 0)
     sch.vectorize(sch.get_loops(part)[-1])  # before decompose: the init inherits it
     sch.decompose_reduction(part, p_ro)
+    fold_lanes(sch, s, spec)
