@@ -15,10 +15,10 @@ from importlib import resources
 import numpy as np
 
 from ..npu.spec import HardwareSpec
-from .codegen import KINDS, NpuProgram, lower
+from .codegen import KINDS, CodegenError, NpuProgram, lower
 from .roofline import Roofline, roofline
 
-MAX_INSTRUCTIONS = 2_000_000_000
+MAX_INSTRUCTIONS = 500_000_000  # a few seconds of simulation: beyond it a candidate is refused
 _LIBRARY = "libhawk_sim.so"
 _simulate = None
 
@@ -160,7 +160,10 @@ class Profile:
 
 def time_kernel(kernel, spec: HardwareSpec, workload=None) -> Profile:
     """Cycles of a verified kernel; with ``workload``, its roofline too."""
-    program = lower(kernel, spec)
+    try:
+        program = lower(kernel, spec)
+    except CodegenError as err:
+        raise SimulatorError(f"no NPU program: {err}") from None
     result = simulate(program)
     bottleneck = max(result.busy, key=lambda p: (result.busy[p], -program.pipes.index(p)))
     bound = roofline(workload, spec) if workload is not None else None
