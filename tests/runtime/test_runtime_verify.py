@@ -139,3 +139,17 @@ def test_extern_calls_are_not_npu_instructions(davinci):
     faults = verify(_calls_the_host, davinci)
     assert [(f.code, f.get("call")) for f in faults] == [("UNKNOWN_INSTR", "tirx.call_extern")]
 
+
+
+def test_a_failing_analysis_pass_is_a_malformed_fault(davinci, monkeypatch):
+    from hawk.runtime import program
+
+    def broken_pass():
+        def fail(mod, ctx):
+            raise RuntimeError("InternalError: Check failed: something TVM did not like")
+        return tvm.transform.module_pass(fail, opt_level=0, name="Broken")
+
+    monkeypatch.setattr(program, "ANALYSIS_PASSES", (broken_pass,))
+    wl = ops.unary("silu", "silu", 64, 64)
+    (fault,) = verify(wl.func, davinci)
+    assert fault.code == "MALFORMED_IR" and "did not like" in fault.get("reason")

@@ -1,0 +1,1 @@
+"""Proposers: LLM clients, offline proposer, prompts, and program admission."""
