@@ -50,7 +50,8 @@ int64_t Duration(const int64_t* in, const double* cost) {
     case kMatrix:  // p0 matrix instructions in p1 issues
       return static_cast<int64_t>(overhead * p1 + std::ceil(p0 / throughput));
     case kVector:  // p0 repeats per op, p1 plain ops, p2 transcendental ops, p3 issues
-      return static_cast<int64_t>(overhead * p3 * (p1 + p2) + p1 * p0 + std::ceil(p2 * p0 * factor));
+      return static_cast<int64_t>(overhead * p3 * (p1 + p2) + std::ceil(p1 * p0 / throughput) +
+                                  std::ceil(p2 * p0 * factor / throughput));
     case kScalar:  // p0 elements, p1 plain ops, p2 transcendental ops per element
       return static_cast<int64_t>(std::ceil(p0 * (p1 + p2 * factor) / throughput));
   }

@@ -97,7 +97,7 @@ def _vector_reductions(spec: HardwareSpec, unit: Unit) -> list[Intrinsic]:
     for dtype in ("float16", "float32"):
         if dtype not in unit.dtypes:
             continue
-        lanes = int(unit.throughput) // (tvm.runtime.DataType(dtype).bits // 8)
+        lanes = unit.repeat_bytes // (tvm.runtime.DataType(dtype).bits // 8)
         if lanes < 2:
             continue
         shape = MatrixShape(dtype, dtype, 1, 1, lanes)

@@ -83,8 +83,10 @@ class Unit:
     """A compute unit and the scopes it may read and write.
 
     ``throughput`` is per cycle: matrix instructions (matrix), bytes (vector) or
-    elements (scalar). ``issue_overhead`` is cycles per instruction issue (per repeat for
-    the vector unit); ``transcendental_factor`` slows exp/log/sqrt/div-class ops.
+    elements (scalar). ``issue_overhead`` is cycles per instruction issue;
+    ``transcendental_factor`` slows exp/log/sqrt-class ops. ``repeat_bytes`` is the vector
+    ISA's width, the bytes one vector repeat covers (part of the instruction API, unlike
+    the throughput, which is a cost).
     """
 
     name: str
@@ -97,6 +99,7 @@ class Unit:
     issue_overhead: int = 0
     transcendental_factor: float = 1.0
     shapes: tuple[MatrixShape, ...] = ()
+    repeat_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,8 @@ def _validate(spec: HardwareSpec) -> None:
             fail(f"{where}.throughput", f"must be positive, got {u.throughput}")
         if u.transcendental_factor < 1:
             fail(f"{where}.transcendental_factor", f"must be at least 1, got {u.transcendental_factor}")
+        if u.kind == "vector" and u.repeat_bytes <= 0:
+            fail(f"{where}.repeat_bytes", f"a vector unit needs its repeat width in bytes, got {u.repeat_bytes}")
         if u.kind == "matrix" and not u.shapes:
             fail(f"{where}.shapes", "a matrix unit needs at least one instruction shape")
         for j, sh in enumerate(u.shapes):

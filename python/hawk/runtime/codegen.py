@@ -116,8 +116,10 @@ class _Lowering:
             self._cost_class(f"{path.src}->{path.dst}", path.pipe,
                              (path.latency, path.bandwidth, path.burst, 0.0, 1.0))
         for unit in spec.units:
+            # a vector unit's rate is in repeats per cycle: its repeats are counted in repeat_bytes
+            rate = unit.throughput / unit.repeat_bytes if unit.kind == "vector" else unit.throughput
             self._cost_class(unit.name, unit.pipe,
-                             (0.0, unit.throughput, 1.0, float(unit.issue_overhead), unit.transcendental_factor))
+                             (0.0, rate, 1.0, float(unit.issue_overhead), unit.transcendental_factor))
         self.buffers: dict = {}
         self.buffer_names: list[str] = []
         self.slots: list[int] = []
@@ -225,7 +227,7 @@ class _Lowering:
         short = intrin.name.rsplit(".", 1)[-1]
         if unit.kind == "vector":  # one cross-lane reduction per repeat of lanes
             lane_bytes = intrin.shape.k * _elem_bytes(intrin.shape.in_dtype)
-            params = (count * math.ceil(lane_bytes / unit.throughput), 1, 0, 1)
+            params = (count * math.ceil(lane_bytes / unit.repeat_bytes), 1, 0, 1)
         else:
             params = (count, 1, 0, 0)
         return NpuInstr(instr.block, unit.kind, self.pipes.index(unit.pipe), self.cost_index[unit.name],
@@ -241,7 +243,7 @@ class _Lowering:
         if unit.kind == "vector":
             nbytes = max(_elem_bytes(a.dtype) for a in instr.reads + instr.writes)
             lanes = own[-1].extent if own and instr.vectorized else 1
-            repeats = (elements // lanes) * math.ceil(lanes * nbytes / unit.throughput)
+            repeats = (elements // lanes) * math.ceil(lanes * nbytes / unit.repeat_bytes)
             params = (repeats, plain, trans, 1)
             text = f"{instr.block}  {repeats} repeats x {plain + trans} ops"
         else:

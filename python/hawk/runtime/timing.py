@@ -67,7 +67,7 @@ def duration(kind: str, params, cost) -> int:
     if kind == "matrix":
         return int(overhead * p1 + math.ceil(p0 / throughput))
     if kind == "vector":
-        return int(overhead * p3 * (p1 + p2) + p1 * p0 + math.ceil(p2 * p0 * factor))
+        return int(overhead * p3 * (p1 + p2) + math.ceil(p1 * p0 / throughput) + math.ceil(p2 * p0 * factor / throughput))
     return int(math.ceil(p0 * (p1 + p2 * factor) / throughput))
 
 

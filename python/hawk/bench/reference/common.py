@@ -40,9 +40,9 @@ def has_block(sch: s_tir.Schedule, name: str) -> bool:
 
 
 def vector_lanes(spec: HardwareSpec, dtype) -> int:
-    """Elements of one vector repeat (the vector unit's bytes per cycle)."""
+    """Elements of one vector repeat (the vector ISA width)."""
     unit = spec.unit_of_kind("vector")
-    return max(1, int(unit.throughput) // elem_bytes(dtype))
+    return max(1, unit.repeat_bytes // elem_bytes(dtype))
 
 
 def vectorize_inner(sch: s_tir.Schedule, block, spec: HardwareSpec, dtype) -> None:
