@@ -230,3 +230,16 @@ def test_vector_cross_lane_reduce_beats_the_scalar_fold(davinci, monkeypatch):
     fast, slow = time_kernel(with_reduce, davinci, wl), time_kernel(scalar_fold, davinci, wl)
     assert slow.bottleneck == "SCALAR" and fast.busy["SCALAR"] < slow.busy["SCALAR"] / 10
     assert fast.cycles < slow.cycles / 2
+
+
+@pytest.mark.parametrize("partial, full", [(8, 16), (40, 48)])
+def test_a_partial_fractal_costs_more_per_flop_on_the_cube(partial, full, davinci):
+    """M not a multiple of the 16-row fractal is padded: the cube pays for whole fractals."""
+    per_mac = {}
+    for m in (partial, full):
+        wl = ops.matmul("mm", m, 64, 64)
+        kernel = reference_kernel(wl, davinci)
+        assert verify(kernel, davinci) == []
+        profile = time_kernel(kernel, davinci, wl)
+        per_mac[m] = profile.busy["CUBE"] / (m * 64 * 64)
+    assert per_mac[partial] > 1.1 * per_mac[full]
