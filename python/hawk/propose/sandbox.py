@@ -1,0 +1,445 @@
+"""Parse LLM-written TVMScript without trusting it.
+
+TVMScript is Python: the parser ``eval``s every expression it meets (loop bounds, buffer
+shapes, annotations, decorators), so parsing hostile text in-process is running it.
+Two independent layers stand between the text and the machine:
+
+1. :func:`prefilter` -- a static ``ast`` check run in this process. It admits the subset of
+   Python that printed TVMScript uses (``func.script()`` / ``mod.script()``) and refuses
+   everything else with a position: foreign imports, dunders, the builtins that reach
+   code/objects/files, lambdas and comprehensions, helper functions, and attribute access
+   that is neither a real ``T.``/``I.`` API name (resolved statically, never a module) nor
+   a buffer/var field (``A.shape``, ``A.data``, ...) of a name the kernel binds.
+2. :func:`parse_tvmscript` -- parses only in a throwaway child process
+   (``_sandbox_child.py``): CPU/address-space/file-size/fd limits set before TVM is
+   imported, a scrubbed environment, a fresh working directory, a wall-clock timeout that kills the
+   process group, and, once TVM is imported (before the text is read), no new processes,
+   an unprivileged uid when started as root, and an audit hook refusing writes, process
+   creation, sockets and ctypes. The module comes back as ``tvm.ir.save_json`` text and is
+   rebuilt here by ``tvm.ir.load_json``, which constructs objects through the reflection
+   registry and evaluates nothing.
+
+Import lines: ``from tvm.script import tirx as T`` (or ``tir as T``), ``from tvm.script
+import ir as I``, ``from tvm.tirx.layout import Axis`` and ``from __future__ import
+annotations`` are *allowed and stripped* (commented out, so line numbers hold): the parser
+provides exactly these names anyway and ``from_source`` rejects import lines. Any other
+import, or these under another alias, is refused. Not admitted (refused with a position):
+``@T.macro`` and other helpers, ``metadata[...]`` references, f-strings, lambdas,
+comprehensions, ``try``/``raise``/``del``/``global``.
+
+Every failure -- refusal, TVMScript error, timeout, crash, limit, garbage -- is returned as
+an :class:`AdmissionError` in :class:`ParseResult`, never raised.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import inspect
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .admission import AdmissionError
+
+if TYPE_CHECKING:
+    import tvm
+
+DEFAULT_TIMEOUT_S = 20.0
+# The child maps ~0.5 GB of address space just importing TVM + LLVM; 2 GB leaves room for
+# large kernels while stopping a runaway allocation long before it troubles the host.
+DEFAULT_MEMORY_MB = 2048
+MAX_SOURCE_CHARS = 1_000_000  # ast.parse itself costs memory; no real kernel is this large
+_NOFILE = 32  # stdin/stdout/stderr, the dup'ed result pipe, and transient opens during import
+_CHILD = Path(__file__).with_name("_sandbox_child.py")
+
+# (module, name) -> the only alias it may be imported under.
+_ALLOWED_IMPORTS = {
+    ("tvm.script", "tirx"): "T",
+    ("tvm.script", "tir"): "T",
+    ("tvm.script", "ir"): "I",
+    ("tvm.tirx.layout", "Axis"): "Axis",
+    ("__future__", "annotations"): None,
+}
+_IMPORT_ONLY = (
+    "only 'from tvm.script import tirx as T' and 'from tvm.script import ir as I' may be imported"
+)
+_NAMESPACES = ("T", "I", "Axis")
+# Builtins a kernel may call: pure, and none of them reaches objects, code or files.
+_SAFE_BUILTINS = frozenset({"range", "len", "min", "max", "abs", "int", "float", "bool"})  # fmt: skip
+# Never admitted as a name, bound or loaded: they reach code, frames, attributes by string,
+# the filesystem or the interpreter.
+_FORBIDDEN_NAMES = frozenset(
+    {"open", "eval", "exec", "compile", "getattr", "setattr", "delattr", "hasattr", "globals",
+     "locals", "vars", "dir", "input", "breakpoint", "help", "exit", "quit", "memoryview",
+     "type", "object", "super", "classmethod", "staticmethod", "property", "print"}
+)  # fmt: skip
+# Non-underscore attributes that still lead somewhere dangerous: frames and code of
+# generators/tracebacks, the class hierarchy, str.format's attribute walks, and the
+# TVMScript API that wraps or registers Python callables instead of building IR.
+_FORBIDDEN_ATTRS = frozenset(
+    {"format", "format_map", "mro", "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame",
+     "ag_code", "tb_frame", "tb_next", "f_globals", "f_locals", "f_builtins", "f_back", "f_code",
+     "func_globals", "func_code", "macro", "inline", "pyfunc", "register_script_namespace"}
+)  # fmt: skip
+# The only attributes reachable from kernel names and expressions (buffers, vars, values).
+_LOCAL_ATTRS = frozenset(
+    {"data", "shape", "dtype", "strides", "elem_offset", "offset_factor", "axis_separators",
+     "scope", "name", "access_ptr", "vload", "vstore", "astype"}
+)  # fmt: skip
+_ALLOWED_NODES = (
+    ast.Module, ast.ImportFrom, ast.alias, ast.FunctionDef, ast.ClassDef, ast.arguments, ast.arg,
+    ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For, ast.While, ast.If, ast.With, ast.withitem,
+    ast.Expr, ast.Return, ast.Pass, ast.Assert, ast.Break, ast.Continue,
+    ast.Name, ast.Attribute, ast.Call, ast.keyword, ast.Constant, ast.Tuple, ast.List, ast.Dict,
+    ast.Subscript, ast.Slice, ast.Starred, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare,
+    ast.IfExp, ast.expr_context, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """Outcome of :func:`parse_tvmscript`: exactly one of ``module`` and ``error`` is set."""
+
+    module: tvm.IRModule | None
+    error: AdmissionError | None
+    wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class _Refused(Exception):
+    def __init__(self, node: ast.AST, message: str):
+        super().__init__(message)
+        self.node = node
+
+
+@cache
+def _scope() -> tuple[dict[str, object], frozenset[str]]:
+    """The TVMScript namespaces (T, I, Axis) and every name the parser pre-binds.
+
+    Taken from TVM itself so the check follows the installed version; a pre-bound name
+    (``tvm``, ``R``, ``Tx``, ...) must never be shadowed-then-fallen-through-to or loaded.
+    """
+    from tvm.script.parser.core.entry import _default_globals
+
+    scope = _default_globals()
+    return {k: scope[k] for k in _NAMESPACES}, frozenset(scope)
+
+
+def prefilter(text: str) -> AdmissionError | None:
+    """Statically check TVMScript text; the first refusal, pointing at its node, or None."""
+    if len(text) > MAX_SOURCE_CHARS:
+        return AdmissionError(
+            f"TVMScript text is {len(text)} characters; the limit is {MAX_SOURCE_CHARS}"
+        )
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as e:
+        return AdmissionError.at(text, f"syntax error: {e.msg}", e.lineno or 0, e.offset or 0)
+    except (ValueError, RecursionError, MemoryError) as e:  # NUL bytes, absurd nesting
+        return AdmissionError(f"unparsable TVMScript: {type(e).__name__}: {e}")
+    try:
+        _check(tree)
+    except _Refused as r:
+        return AdmissionError.at(
+            text, r.args[0], getattr(r.node, "lineno", 0), getattr(r.node, "col_offset", -1) + 1
+        )
+    except RecursionError:
+        return AdmissionError("TVMScript text is nested too deeply")
+    return None
+
+
+def _check(tree: ast.Module) -> None:
+    namespaces, prebound = _scope()
+    parents: dict[ast.AST, ast.AST] = {}
+    bound: set[str] = set()
+    # Pass 1 (ast.walk is iterative, so hostile nesting cannot blow our stack): the
+    # identifiers themselves, so a payload is named for its dunder or forbidden builtin.
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+        if isinstance(node, ast.Attribute):
+            if node.attr.startswith("_") or node.attr in _FORBIDDEN_ATTRS:
+                raise _Refused(node, f"attribute {node.attr!r} is not allowed")
+            continue
+        name = _identifier(node)
+        if name is None:
+            continue
+        if name.startswith("__"):
+            raise _Refused(node, f"dunder name {name!r} is not allowed")
+        if name in _FORBIDDEN_NAMES and not isinstance(node, ast.keyword):  # kwargs are labels
+            raise _Refused(node, f"{name!r} is not allowed in TVMScript")
+        if isinstance(node, (ast.keyword, ast.alias)) or (
+            isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+        ):
+            continue
+        # Everything else binds the name: target, parameter, function or class.
+        if name in prebound:
+            raise _Refused(node, f"{name!r} is a TVMScript namespace and cannot be rebound")
+        bound.add(name)
+
+    # Pass 2: shape (node kinds, where definitions and imports sit) and what names reach.
+    _check_layout(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            raise _Refused(node, _IMPORT_ONLY)
+        if not isinstance(node, _ALLOWED_NODES):
+            raise _Refused(node, f"{type(node).__name__} is not allowed in TVMScript")
+        if isinstance(node, ast.ImportFrom):
+            _check_import(node, parents.get(node))
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            _check_definition(node, parents)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            _check_load(node, parents.get(node), bound)
+        elif isinstance(node, ast.Attribute):
+            _check_attribute(node, namespaces, bound)
+
+
+def _identifier(node: ast.AST) -> str | None:
+    """The name a node binds or loads (imports: the alias), if any."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.arg):
+        return node.arg
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return node.name
+    if isinstance(node, ast.keyword):
+        return node.arg  # None for **kwargs
+    if isinstance(node, ast.alias):
+        return node.asname or node.name
+    return None
+
+
+def _check_layout(tree: ast.Module) -> None:
+    """Top level: imports, docstrings, kernels. An @I.ir_module class: kernels and I.* calls.
+
+    Anything else (a helper function, a statement run at import time) is refused here.
+    """
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ClassDef):
+            for inner in stmt.body:
+                if not isinstance(inner, (ast.FunctionDef, ast.Expr, ast.Pass)):
+                    raise _Refused(
+                        inner, "an @I.ir_module class may hold only @T.prim_func functions"
+                    )
+        elif not isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef)) and not (
+            isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+        ):
+            raise _Refused(
+                stmt,
+                "only imports, @T.prim_func functions and @I.ir_module classes may appear at top level",
+            )
+
+
+def _check_load(node: ast.Name, parent: ast.AST | None, bound: set[str]) -> None:
+    if node.id in _NAMESPACES:
+        # Only as the root of an attribute chain, so a namespace module is never aliased.
+        if not (isinstance(parent, ast.Attribute) and parent.value is node):
+            raise _Refused(node, f"{node.id!r} may only be used as {node.id}.<name>")
+    elif node.id not in bound and node.id not in _SAFE_BUILTINS:
+        raise _Refused(node, _undefined(node.id))
+
+
+def _undefined(name: str) -> str:
+    return f"name {name!r} is not defined by this kernel nor a TVMScript namespace"
+
+
+def _check_attribute(node: ast.Attribute, namespaces: dict[str, object], bound: set[str]) -> None:
+    chain = [node.attr]
+    root: ast.expr = node.value
+    while isinstance(root, ast.Attribute):
+        chain.append(root.attr)
+        root = root.value
+    chain.reverse()
+    root_name = root.id if isinstance(root, ast.Name) else None
+    if root_name == "Axis":
+        if len(chain) != 1:  # Axis.<name> resolves through a registry; never deeper
+            raise _Refused(node, "only Axis.<name> is allowed")
+    elif root_name in namespaces:
+        # Resolve statically (no __getattr__, no properties run): it must be real TVMScript
+        # API, and never a module, which would open the way to tvm, os, sys, ...
+        obj = namespaces[root_name]
+        for i, name in enumerate(chain):
+            dotted = ".".join([root_name, *chain[: i + 1]])
+            try:
+                obj = inspect.getattr_static(obj, name)
+            except AttributeError:
+                raise _Refused(node, f"{dotted} is not part of the TVMScript API") from None
+            if inspect.ismodule(obj):
+                raise _Refused(node, f"{dotted} is a module, not TVMScript API")
+    elif root_name is not None and root_name not in bound:
+        raise _Refused(root, _undefined(root_name))
+    else:
+        # Kernel names and expressions hold IR values: only their fields are reachable.
+        bad = next((name for name in chain if name not in _LOCAL_ATTRS), None)
+        if bad is not None:
+            raise _Refused(node, f"attribute {bad!r} is not allowed outside T. and I.")
+
+
+def _check_import(node: ast.ImportFrom, parent: ast.AST | None) -> None:
+    if not isinstance(parent, ast.Module):
+        raise _Refused(node, "imports are allowed only at top level")
+    for a in node.names:
+        key = (node.module, a.name)
+        if node.level or key not in _ALLOWED_IMPORTS or a.asname != _ALLOWED_IMPORTS[key]:
+            raise _Refused(node, _IMPORT_ONLY)
+
+
+def _check_definition(
+    node: ast.FunctionDef | ast.ClassDef, parents: dict[ast.AST, ast.AST]
+) -> None:
+    parent = parents.get(node)
+    if isinstance(node, ast.ClassDef):
+        where_ok = isinstance(parent, ast.Module)
+        decorator, what = ("I", "ir_module"), "a class must be an @I.ir_module at top level"
+        if node.bases or node.keywords:
+            raise _Refused(node, "an @I.ir_module class takes no bases or keywords")
+    else:
+        where_ok = isinstance(parent, ast.Module) or (
+            isinstance(parent, ast.ClassDef) and isinstance(parents.get(parent), ast.Module)
+        )
+        decorator, what = (
+            ("T", "prim_func"),
+            "a function must be an @T.prim_func at top level or in an @I.ir_module",
+        )
+        a = node.args
+        if a.posonlyargs or a.vararg or a.kwonlyargs or a.kwarg or a.defaults:
+            raise _Refused(node, "@T.prim_func parameters are plain 'name: annotation' only")
+    if not where_ok or len(node.decorator_list) != 1:
+        raise _Refused(node, what)
+    dec = node.decorator_list[0]
+    call = dec if isinstance(dec, ast.Call) else None
+    target = call.func if call else dec
+    if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+            and (target.value.id, target.attr) == decorator):  # fmt: skip
+        raise _Refused(dec, what)
+    if call and not all(
+        isinstance(v, ast.Constant) for v in [*call.args, *(k.value for k in call.keywords)]
+    ):
+        raise _Refused(dec, f"@{'.'.join(decorator)}(...) arguments must be constants")
+
+
+def _strip_imports(text: str) -> str:
+    """Comment out the (already admitted) import lines; line numbers stay the same."""
+    lines = text.splitlines(keepends=True)
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.ImportFrom):
+            for i in range(node.lineno - 1, node.end_lineno or node.lineno):
+                lines[i] = "# " + lines[i]
+    return "".join(lines)
+
+
+def parse_tvmscript(
+    text: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB
+) -> ParseResult:
+    """Prefilter ``text``, then parse it with ``tvm.script.from_source`` in a sandboxed child.
+
+    A PrimFunc comes back wrapped as ``IRModule({"main": func})``. Never raises for bad input.
+    """
+    start = time.monotonic()
+    refusal = prefilter(text)
+    if refusal is not None:
+        return ParseResult(None, refusal, time.monotonic() - start)
+    return _run_child(text, _strip_imports(text), timeout_s, memory_mb, start)
+
+
+def _parse_unfiltered(
+    text: str,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    audit: bool = True,
+) -> ParseResult:
+    """The sandbox alone, prefilter bypassed. Tests only: proves the second layer holds."""
+    return _run_child(text, text, timeout_s, memory_mb, time.monotonic(), audit=audit)
+
+
+def _run_child(
+    original: str, text: str, timeout_s: float, memory_mb: int, start: float, audit: bool = True
+) -> ParseResult:
+    def fail(message: str, line: int = 0, col: int = 0) -> ParseResult:
+        err = AdmissionError.at(original, message, line, col) if line else AdmissionError(message)
+        return ParseResult(None, err, time.monotonic() - start)
+
+    workdir = tempfile.mkdtemp(prefix="hawk-tvmscript-")
+    env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
+    # -I: ignore PYTHON* variables, user site and the script's directory; -B: no .pyc writes.
+    # The child applies the limits as its first statements (no preexec_fn: not thread-safe);
+    # the CPU limit is only a backstop behind the wall-clock timeout.
+    limits = [str(math.ceil(timeout_s) + 1), str(memory_mb), str(_NOFILE)]
+    argv = [sys.executable, "-I", "-B", str(_CHILD), *limits, *([] if audit else ["--no-audit"])]
+    try:
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=workdir, env=env, close_fds=True, process_group=0,
+            )  # fmt: skip
+        except OSError as e:
+            return fail(f"could not start the TVMScript sandbox: {e}")
+        try:
+            out, err = proc.communicate(text.encode(errors="replace"), timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            # The child is not reaped yet, so its pid (= process group id) cannot be reused.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return fail(f"TVMScript parsing timed out after {timeout_s:g} s")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    tail = err.decode(errors="replace").strip()[-800:]
+    if proc.returncode < 0:
+        sig = signal.Signals(-proc.returncode)
+        why = {signal.SIGXCPU: "CPU time limit exceeded",
+               signal.SIGKILL: "killed (CPU or memory limit)"}.get(sig, "crashed")  # fmt: skip
+        return fail(f"TVMScript sandbox {why} ({sig.name}){': ' + tail if tail else ''}")
+    if proc.returncode != 0:
+        return fail(
+            f"TVMScript sandbox exited with status {proc.returncode}{': ' + tail if tail else ''}"
+        )
+    try:
+        reply = json.loads(out)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        return fail(f"TVMScript sandbox returned garbage: {out[:200]!r}")
+    if isinstance(reply.get("error"), str):
+        line, col = reply.get("line"), reply.get("col")
+        ok_pos = isinstance(line, int) and isinstance(col, int)
+        return fail(reply["error"], line if ok_pos else 0, col if ok_pos else 0)
+    module = _load_module(reply.get("module"))
+    if isinstance(module, str):
+        return fail(module)
+    return ParseResult(module, None, time.monotonic() - start)
+
+
+def _load_module(saved: object) -> tvm.IRModule | str:
+    """Rebuild the child's result (reflection only, no eval); a message if it is not a module."""
+    import tvm
+
+    if not isinstance(saved, str):
+        return "TVMScript sandbox returned no module"
+    try:
+        obj = tvm.ir.load_json(saved)
+    except Exception as e:  # noqa: BLE001 - any malformed JSON is just a refusal
+        return (
+            f"TVMScript sandbox returned an unreadable module: {type(e).__name__}: {str(e)[:200]}"
+        )
+    if isinstance(obj, tvm.tirx.PrimFunc):
+        obj = tvm.IRModule({"main": obj})
+    if not isinstance(obj, tvm.IRModule):
+        return f"TVMScript parsed to a {type(obj).__name__}, not a PrimFunc or IRModule"
+    return obj
