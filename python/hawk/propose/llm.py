@@ -1,0 +1,357 @@
+"""LLM clients: ask any OpenAI-compatible endpoint for a kernel, and account for it.
+
+Search loops call ``complete`` thousands of times and must keep going when the endpoint
+misbehaves, so every failure (HTTP error, timeout, empty answer, unreadable transcript)
+comes back as ``LLMReply.error`` instead of an exception. Retries are ours, not the
+``openai`` package's, so that ``Usage`` counts every attempt.
+
+Runs are expensive and not reproducible on their own, hence two records:
+
+* the response cache (a directory, one JSON file per request) makes an identical request
+  free; the key covers the model, messages, sampling parameters and seed, so vary the seed
+  to draw several samples for one prompt;
+* the transcript (one JSON line per exchange) lets ``ReplayClient`` rerun a search without
+  the endpoint.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import tempfile
+import textwrap
+import time
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import openai
+
+# Worth another attempt: the server or the network may recover. Other errors (bad request,
+# authentication, unknown model) would fail the same way again.
+_RETRYABLE = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """Where and how to ask. ``from_env`` builds it from HAWK_LLM_* variables and overrides."""
+
+    model: str
+    base_url: str
+    api_key: str = field(default="", repr=False)  # local servers (vLLM, llama.cpp, Ollama) need none
+    timeout_s: float = 120.0  # per attempt
+    retries: int = 3  # attempts after the first
+    backoff_s: float = 1.0  # first pause between attempts; doubles each time
+    temperature: float = 0.7
+    max_tokens: int = 4096
+
+    def __post_init__(self):
+        if not self.model or not self.base_url:
+            raise ValueError("LLMConfig needs a model and a base_url")
+        if self.timeout_s <= 0 or self.retries < 0 or self.backoff_s < 0 or self.max_tokens <= 0:
+            raise ValueError(f"LLMConfig out of range: timeout_s={self.timeout_s}, retries={self.retries}, "
+                             f"backoff_s={self.backoff_s}, max_tokens={self.max_tokens}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> LLMConfig:
+        """Read the environment (``os.environ`` by default), then apply ``overrides``.
+
+        Overrides that are None are ignored, so the CLI can pass its flags straight through
+        and an absent flag falls back to the environment.
+        """
+        env = os.environ if env is None else env
+        values = {
+            "base_url": env.get("HAWK_LLM_BASE_URL") or env.get("OPENAI_BASE_URL"),
+            "api_key": env.get("HAWK_LLM_API_KEY") or env.get("OPENAI_API_KEY"),
+            "model": env.get("HAWK_LLM_MODEL"),
+            "timeout_s": _env_number(env, "HAWK_LLM_TIMEOUT", float),
+            "retries": _env_number(env, "HAWK_LLM_RETRIES", int),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if not values["model"]:
+            raise ValueError("no LLM model configured: set HAWK_LLM_MODEL or pass model")
+        if not values["base_url"]:
+            raise ValueError("no LLM endpoint configured: set HAWK_LLM_BASE_URL (or OPENAI_BASE_URL) "
+                             "or pass base_url")
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+def _env_number(env: Mapping[str, str], name: str, kind: type) -> float | int | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class LLMReply:
+    """One answer, or why there is none (``error``). ``text`` is empty on error."""
+
+    text: str = ""
+    finish_reason: str = ""  # "stop"; "length" when max_tokens cut the answer short
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+    error: str | None = None
+    latency_s: float = 0.0  # time spent in ``complete``, retries and backoff included
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class Usage:
+    """What a client has spent. Tokens count only what the endpoint served, not cache hits."""
+
+    calls: int = 0
+    failures: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_hits: int = 0
+    wall_s: float = 0.0
+
+    def add(self, reply: LLMReply) -> None:
+        self.calls += 1
+        self.failures += not reply.ok
+        self.cache_hits += reply.cached
+        if not reply.cached:
+            self.prompt_tokens += reply.prompt_tokens
+            self.completion_tokens += reply.completion_tokens
+        self.wall_s += reply.latency_s
+
+
+class LLMClient(ABC):
+    """What a proposer talks to: messages in, an ``LLMReply`` out, spending in ``usage``."""
+
+    def __init__(self):
+        self.usage = Usage()
+
+    @abstractmethod
+    def complete(self, messages: list[dict], *, seed: int | None = None) -> LLMReply:
+        """Answer a chat. Never raises for endpoint failures: they are ``LLMReply.error``."""
+
+
+def request_key(model: str, messages: list[dict], temperature: float, max_tokens: int, seed: int | None) -> str:
+    """sha256 naming a request in the cache: everything that can change the answer."""
+    request = {"model": model, "messages": messages, "temperature": temperature,
+               "max_tokens": max_tokens, "seed": seed}
+    return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class OpenAIClient(LLMClient):
+    """A client for any OpenAI-compatible chat completions endpoint.
+
+    ``cache_dir`` keeps successful answers (truncated ones included) on disk; ``transcript``
+    appends every exchange, failures and cache hits included, as one JSON line.
+    """
+
+    def __init__(self, config: LLMConfig, *, cache_dir: str | Path | None = None,
+                 transcript: str | Path | None = None):
+        super().__init__()
+        self.config = config
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.transcript = Path(transcript) if transcript is not None else None
+        if self.cache_dir is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        if self.transcript is not None:
+            self.transcript.parent.mkdir(parents=True, exist_ok=True)
+        self._openai = openai.OpenAI(
+            base_url=config.base_url,
+            api_key=config.api_key or "EMPTY",  # the package refuses no key; keyless servers ignore it
+            timeout=config.timeout_s,
+            max_retries=0,
+        )
+
+    def complete(self, messages: list[dict], *, seed: int | None = None) -> LLMReply:
+        start = time.monotonic()
+        cfg = self.config
+        key = request_key(cfg.model, messages, cfg.temperature, cfg.max_tokens, seed)
+        reply = self._cached(key)
+        if reply is None:
+            reply = self._ask(messages, seed)
+            if reply.ok:
+                self._store(key, reply)
+        reply = replace(reply, latency_s=time.monotonic() - start)
+        self.usage.add(reply)
+        self._record(key, messages, seed, reply)
+        return reply
+
+    def _ask(self, messages: list[dict], seed: int | None) -> LLMReply:
+        cfg = self.config
+        extra = {} if seed is None else {"seed": seed}
+        for attempt in range(cfg.retries + 1):
+            if attempt:
+                self.usage.retries += 1
+                time.sleep(cfg.backoff_s * 2 ** (attempt - 1))
+            try:
+                response = self._openai.chat.completions.create(
+                    model=cfg.model, messages=messages, temperature=cfg.temperature,
+                    max_tokens=cfg.max_tokens, **extra)
+            except _RETRYABLE as exc:
+                error = _describe(exc)
+            except openai.OpenAIError as exc:
+                return LLMReply(error=_describe(exc))
+            else:
+                return _reply_from(response)
+        attempts = cfg.retries + 1
+        return LLMReply(error=f"{error} (gave up after {attempts} attempt{'s' * (attempts > 1)})")
+
+    def _cached(self, key: str) -> LLMReply | None:
+        """The stored answer, or None; an unreadable entry is a miss and gets overwritten."""
+        if self.cache_dir is None:
+            return None
+        try:
+            entry = json.loads((self.cache_dir / f"{key}.json").read_text())
+            reply = LLMReply(**entry)
+        except (OSError, ValueError, TypeError):
+            return None
+        if not isinstance(reply.text, str) or not reply.ok:
+            return None
+        return replace(reply, cached=True)
+
+    def _store(self, key: str, reply: LLMReply) -> None:
+        """Write the entry atomically: readers see the old file or the new one, never half."""
+        if self.cache_dir is None:
+            return
+        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=f".{key}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(asdict(reply), f)
+            os.replace(tmp, self.cache_dir / f"{key}.json")
+        except OSError as exc:  # a full disk costs the cache entry, not the answer
+            Path(tmp).unlink(missing_ok=True)
+            warnings.warn(f"LLM cache entry not written: {exc}", stacklevel=3)
+
+    def _record(self, key: str, messages: list[dict], seed: int | None, reply: LLMReply) -> None:
+        if self.transcript is None:
+            return
+        line = json.dumps({"key": key, "model": self.config.model, "seed": seed, "messages": messages,
+                           "reply": asdict(reply)}, ensure_ascii=False)
+        try:
+            with self.transcript.open("a") as f:
+                f.write(line + "\n")
+        except OSError as exc:
+            warnings.warn(f"LLM transcript {self.transcript} not written: {exc}", stacklevel=3)
+
+
+def _describe(exc: openai.OpenAIError) -> str:
+    # "Connection error." alone does not say whether the host, the port or DNS is wrong.
+    cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+    return f"{type(exc).__name__}: {exc}{cause}"
+
+
+def _reply_from(response) -> LLMReply:
+    """Read an answer. The package does not validate the shape, so a 200 that is not a chat
+    completion (some proxies answer HTML) must become an error here, not an AttributeError."""
+    try:
+        choice = response.choices[0]
+        text, usage = choice.message.content or "", response.usage
+        if not isinstance(text, str):
+            raise TypeError(f"content is {type(text).__name__}")
+        return LLMReply(
+            text=text,
+            finish_reason=choice.finish_reason or "",
+            prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
+            completion_tokens=(usage.completion_tokens or 0) if usage else 0,
+        )
+    except (AttributeError, TypeError, IndexError) as exc:
+        return LLMReply(error=f"the endpoint did not return a chat completion ({exc}): {str(response)[:200]}")
+
+
+class ReplayClient(LLMClient):
+    """Plays a transcript back: same interface, no endpoint.
+
+    A request gets the first unused record with the same messages and seed; when none
+    matches (the prompts changed), the next unused record in file order. Usage adds up the
+    recorded replies (tokens, latency), so a replayed search reports what the original cost.
+    """
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = Path(path)
+        self._records: list[dict] = []
+        self._error: str | None = None
+        try:
+            lines = self.path.read_text().splitlines()
+        except OSError as exc:
+            self._error = f"replay: cannot read transcript {self.path}: {exc}"
+            return
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                record["reply"] = LLMReply(**record["reply"])
+            except (ValueError, TypeError, KeyError) as exc:
+                self._error = f"replay: transcript {self.path} line {number} is not a record: {exc}"
+                return
+            self._records.append(record)
+        self._unused = list(range(len(self._records)))
+
+    def complete(self, messages: list[dict], *, seed: int | None = None) -> LLMReply:
+        reply = LLMReply(error=self._error) if self._error else self._next(messages, seed)
+        self.usage.add(reply)
+        return reply
+
+    def _next(self, messages: list[dict], seed: int | None) -> LLMReply:
+        if not self._unused:
+            return LLMReply(error=f"replay: transcript {self.path} exhausted after {len(self._records)} replies")
+        match = next((i for i in self._unused
+                      if self._records[i].get("messages") == messages and self._records[i].get("seed") == seed),
+                     self._unused[0])
+        self._unused.remove(match)
+        return self._records[match]["reply"]
+
+
+def extract_program(text: str) -> str | None:
+    """The program in an answer: the last ```python / ```py / ``` block, else the whole
+    text if it is code (``sch.`` calls or a ``@T.prim_func``), else None.
+
+    An unclosed fence runs to the end of the text, as in Markdown, so a truncated answer
+    still yields what was written and admission can say where it breaks.
+    """
+    blocks = [body for lang, body in _fenced_blocks(text) if lang in ("", "python", "py", "python3")]
+    blocks = [textwrap.dedent(body).strip() for body in blocks]
+    blocks = [body for body in blocks if body]
+    if blocks:
+        return blocks[-1]
+    if _is_code(text):
+        return text.strip()
+    return None
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of each fenced block, in order."""
+    blocks, lang, body = [], "", None
+    for line in text.splitlines():
+        fence = line.strip()
+        if body is None:
+            if fence.startswith("```"):
+                lang, body = (fence[3:].split() or [""])[0].lower(), []
+        elif fence.startswith("```") and not fence.strip("`"):
+            blocks.append((lang, "\n".join(body)))
+            body = None
+        else:
+            body.append(line)
+    if body is not None:
+        blocks.append((lang, "\n".join(body)))
+    return blocks
+
+
+def _is_code(text: str) -> bool:
+    if "sch." not in text and "@T.prim_func" not in text:
+        return False
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError):
+        return False
+    return True

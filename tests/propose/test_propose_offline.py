@@ -1,0 +1,101 @@
+import pytest
+
+from hawk.bench.suites import load_suite
+from hawk.npu import load_spec
+from hawk.propose.offline import OfflineProposer
+from hawk.propose.program import apply_program
+from hawk.propose.prompt import Feedback, Task
+from hawk.propose.proposer import Proposal, Proposer
+from hawk.runtime import verify
+
+from ..npu.test_npu_target import _Hidden
+
+WORKLOADS = load_suite("smoke") + load_suite("level1")
+
+
+def test_deterministic_per_seed():
+    spec = load_spec("davinci-like")
+    for wl in WORKLOADS[:6]:
+        task = Task.for_target(wl, spec)
+        a = OfflineProposer().propose(task, seed=3, iteration=0).text
+        assert a == OfflineProposer().propose(task, seed=3, iteration=0).text
+    texts = {OfflineProposer().propose(Task.for_target(WORKLOADS[1], spec), seed=s, iteration=0).text
+             for s in range(8)}
+    assert len(texts) > 3
+
+
+def test_never_reads_hidden_spec_fields():
+    for name in ("davinci-like", "edge-like"):
+        spec = load_spec(name)
+        for wl in WORKLOADS:
+            hidden = OfflineProposer().propose(Task.for_target(wl, _Hidden(spec)), seed=1, iteration=0)
+            assert hidden == OfflineProposer().propose(Task.for_target(wl, spec), seed=1, iteration=0)
+
+
+@pytest.mark.parametrize("preset", ["davinci-like", "edge-like"])
+def test_covers_every_category_and_breaks_constraints_at_a_realistic_rate(preset, davinci, edge):
+    spec = davinci if preset == "davinci-like" else edge  # fixtures register the intrinsics
+    legal, admitted, codes = 0, 0, set()
+    for wl in WORKLOADS:
+        admitted_here = 0
+        for seed in range(4):
+            proposal = OfflineProposer().propose(Task.for_target(wl, spec), seed=seed, iteration=0)
+            applied = apply_program(proposal.text, wl.module())
+            if applied.ok:
+                admitted_here += 1
+                faults = verify(applied.module, spec)
+                codes |= {f.code for f in faults}
+                legal += not faults
+        assert admitted_here, f"no program for {wl.name} ({wl.category}) was even admitted"
+        admitted += admitted_here
+    total = 4 * len(WORKLOADS)
+    assert 0.1 < legal / total < 0.7  # neither hopeless nor hardware-aware
+    assert {"SCOPE_OVERFLOW", "ILLEGAL_PATH", "UNIT_SCOPE"} <= codes
+
+
+def test_reacts_to_an_overflow_with_a_smaller_tile():
+    spec = load_spec("davinci-like")
+    wl = next(w for w in WORKLOADS if w.name == "silu_f32")
+    proposer = OfflineProposer()
+    first = proposer.propose(Task.for_target(wl, spec), seed=0, iteration=0)
+    before = proposer._last[(wl.name, 0)]
+    log = ("[NPU] ERROR 0x0A01 SCOPE_OVERFLOW pipe=- block=root buffer=X scope=global.npu.ub bytes=9 capacity=1",)
+    proposer.propose(Task.for_target(wl, spec, Feedback(first.text, device_log=log)), seed=0, iteration=1)
+    after = proposer._last[(wl.name, 0)]
+    assert after.rows * after.cols < before.rows * before.cols or after.rows == 1
+
+
+def test_reacts_to_a_scope_fault_by_leaving_that_scope():
+    spec = load_spec("davinci-like")
+    wl = next(w for w in WORKLOADS if w.name == "silu_f32")
+    proposer = OfflineProposer()
+    first = proposer.propose(Task.for_target(wl, spec), seed=0, iteration=0)
+    stage = proposer._last[(wl.name, 0)].stage
+    log = (f"[NPU] ERROR 0x0A03 UNIT_SCOPE pipe=VECTOR block=Y buffer=X scope={stage} unit=vector access=read",)
+    proposer.propose(Task.for_target(wl, spec, Feedback(first.text, device_log=log)), seed=0, iteration=1)
+    assert proposer._last[(wl.name, 0)].stage != stage
+
+
+def test_llm_proposer_turns_replies_into_proposals():
+    from hawk.propose.llm import LLMClient, LLMReply
+    from hawk.propose.llm_proposer import LLMProposer
+
+    class Scripted(LLMClient):
+        def __init__(self, replies):
+            super().__init__()
+            self.replies = list(replies)
+
+        def complete(self, messages, *, seed=None):
+            return self.replies.pop(0)
+
+    spec = load_spec("davinci-like")
+    task = Task.for_target(WORKLOADS[1], spec)
+    proposer = LLMProposer(Scripted([
+        LLMReply(text='Sure!\n```python\nb0 = sch.get_sblock(name="Y")\n```\nDone.'),
+        LLMReply(text="I cannot help with that."),
+        LLMReply(error="HTTP 500 after 3 retries"),
+    ]))
+    assert isinstance(proposer, Proposer)
+    assert proposer.propose(task, seed=0, iteration=0) == Proposal('b0 = sch.get_sblock(name="Y")', "program", 1)
+    assert proposer.propose(task, seed=0, iteration=1).error == "the answer holds no program"
+    assert "HTTP 500" in proposer.propose(task, seed=0, iteration=2).error
