@@ -121,7 +121,7 @@ def _draw(api: _Api, rng) -> Choices:
 
 def _react(prev: Choices, feedback: Feedback, api: _Api, rng) -> Choices:
     log = " ".join(feedback.device_log)
-    if "SCOPE_OVERFLOW" in log:  # the tile did not fit: make it smaller
+    if "SCOPE_OVERFLOW" in log and (prev.rows > 1 or prev.cols > 16):  # did not fit: smaller tile
         shrink = int(rng.choice([2, 4]))
         return replace(prev, rows=max(1, prev.rows // shrink), cols=max(16, prev.cols // shrink),
                        k=max(16, prev.k // 2), double=prev.double and rng.random() < 0.5)
@@ -263,12 +263,13 @@ def _staged_program(st: _Structure, c: Choices) -> str:
         handles[blk.name] = b
         e("compute_at", block=_Ref(b), loop=_Ref(at))
         e("set_scope", block=_Ref(b), buffer_index=0, storage_scope=c.stage)
+    staged = set()
     for blk in st.blocks:
         for k, src in enumerate(blk.reads):
-            if src in st.params:
+            if src in st.params and src not in staged:  # one copy per input, for its first reader
+                staged.add(src)
                 (r,) = e("cache_read", 1, block=_Ref(handles[blk.name]), read_buffer_index=k, storage_scope=c.stage)
-                if blk is out:  # copies for moved producers already land inside the tile loop
-                    e("compute_at", block=_Ref(r), loop=_Ref(at))
+                e("compute_at", block=_Ref(r), loop=_Ref(at))
                 if c.double:
                     e("annotate", block_or_loop=_Ref(r), ann_key="double_buffer_scope", ann_val=0)
     if c.vector:
