@@ -61,6 +61,30 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--listing", action="store_true", help="print the NPU program (assembly-like)")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_run)
+
+    u = sub.add_parser("tune", help="search for a fast legal kernel: propose, verify, execute, time, repeat")
+    u.add_argument("--target", required=True, help="preset name or spec file")
+    u.add_argument("--workload", help="workload name or workload file")
+    u.add_argument("--suite", help="built-in suite name or workload file (every workload, unless --workload)")
+    u.add_argument("--budget", type=int, default=30, help="proposals per workload (default 30)")
+    u.add_argument("--llm", default="offline", metavar="offline|openai|replay:FILE",
+                   help="who writes kernels: the offline proposer (default), an OpenAI-compatible "
+                        "endpoint, or a recorded transcript")
+    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT ('-' for stdout)")
+    u.add_argument("--trials", type=int, default=5, help="seeded input sets per execution (default 5)")
+    u.add_argument("--exec-timeout", type=float, default=60.0, metavar="S",
+                   help="seconds for build + run of one candidate on the host (default 60)")
+    u.add_argument("-q", "--quiet", action="store_true", help="no per-iteration progress on stderr")
+    llm = u.add_argument_group("LLM endpoint (--llm openai; defaults from HAWK_LLM_* variables)")
+    llm.add_argument("--model")
+    llm.add_argument("--base-url")
+    llm.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
+    llm.add_argument("--timeout", type=float, metavar="S", help="seconds per LLM request")
+    llm.add_argument("--retries", type=int, metavar="N", help="attempts after the first")
+    llm.add_argument("--cache", metavar="DIR", help="response cache directory")
+    llm.add_argument("--transcript", metavar="FILE", help="append every exchange to FILE (for replay:FILE)")
+    u.set_defaults(func=cmd_tune)
     return p
 
 
@@ -283,6 +307,216 @@ def _print_table(results: list[dict], spec) -> None:
     for r in results:
         for f in r["faults"]:
             print(f"{r['workload']}: {f['log']}")
+
+
+
+# --- tune ---------------------------------------------------------------------------------
+
+_LLM_FLAGS = ("model", "base_url", "api_key_env", "timeout", "retries", "cache", "transcript")
+
+
+def cmd_tune(args) -> int:
+    from .bench.suites import find_workload, load_suite
+    from .npu import load_spec, register_intrinsics
+    from .runtime import HostWorker
+    from .search import tune
+
+    if args.budget < 1:
+        raise UsageError("--budget must be at least 1")
+    if args.trials < 1:
+        raise UsageError("--trials must be at least 1")
+    if args.exec_timeout <= 0:
+        raise UsageError("--exec-timeout must be positive")
+    spec = load_spec(args.target)
+    register_intrinsics(spec)
+    if args.workload:
+        workloads = [find_workload(args.workload, args.suite)]
+    elif args.suite:
+        workloads = list(load_suite(args.suite))
+    else:
+        raise UsageError("give --workload NAME or --suite NAME")
+    proposer, client = _make_proposer(args)
+
+    entries = []
+    worker = HostWorker()
+    try:
+        for wl in workloads:
+            progress = None if args.quiet else _progress(wl.name, args.budget)
+            result = tune(wl, spec, proposer, budget=args.budget, seed=args.seed, worker=worker,
+                          on_candidate=progress, trials=args.trials, timeout=args.exec_timeout)
+            entry = _tune_entry(result, wl, spec)
+            entries.append(entry)
+            _print_tune_entry(entry, out=sys.stderr if args.json == "-" else sys.stdout)
+    finally:
+        worker.close()
+
+    summary = _tune_summary(entries)
+    usage = getattr(client, "usage", None)
+    if usage is not None:
+        from dataclasses import asdict
+
+        summary["llm_usage"] = asdict(usage)
+    report = {"target": spec.name, "proposer": getattr(proposer, "name", type(proposer).__name__),
+              "llm": args.llm, "seed": args.seed, "budget": args.budget, "workloads": entries,
+              "summary": summary}
+    out = sys.stderr if args.json == "-" else sys.stdout
+    _print_tune_summary(summary, out=out)
+    if args.json == "-":
+        print(json.dumps(report, indent=2))
+    elif args.json:
+        try:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as err:
+            raise UsageError(f"cannot write {args.json}: {err.strerror or err}") from None
+    return EXIT_OK if all(e["solved"] for e in entries) else EXIT_FAIL
+
+
+def _make_proposer(args):
+    """(proposer, LLM client or None) for ``--llm``; the proposer modules load only when asked for."""
+    import os
+
+    kind = args.llm
+    given = [f"--{f.replace('_', '-')}" for f in _LLM_FLAGS if getattr(args, f) is not None]
+    if kind != "openai" and given:
+        raise UsageError(f"{', '.join(given)} only apply to --llm openai")
+    if kind == "offline":
+        try:
+            from .propose.offline import OfflineProposer
+        except ImportError as err:
+            raise UsageError(f"the offline proposer is not available (hawk.propose.offline): {err}") from None
+        return OfflineProposer(), None
+    if kind != "openai" and not kind.startswith("replay:"):
+        raise UsageError(f"--llm must be offline, openai or replay:FILE, not {kind!r}")
+    try:
+        from .propose.llm import LLMConfig, OpenAIClient, ReplayClient
+        from .propose.llm_proposer import LLMProposer
+    except ImportError as err:
+        raise UsageError(f"the LLM proposer is not available (hawk.propose.llm, hawk.propose.llm_proposer): "
+                         f"{err}") from None
+    if kind == "openai":
+        api_key = None
+        if args.api_key_env:
+            api_key = os.environ.get(args.api_key_env)
+            if not api_key:
+                raise UsageError(f"--api-key-env {args.api_key_env}: that environment variable is not set")
+        try:
+            config = LLMConfig.from_env(model=args.model, base_url=args.base_url, api_key=api_key,
+                                        timeout_s=args.timeout, retries=args.retries)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        client = OpenAIClient(config, cache_dir=args.cache, transcript=args.transcript)
+    else:
+        path = Path(kind[len("replay:"):])
+        if not path.is_file():
+            raise UsageError(f"--llm {kind}: no such transcript file")
+        client = ReplayClient(path)
+    return LLMProposer(client), client
+
+
+def _progress(name: str, budget: int):
+    width = len(str(budget))
+
+    def show(cand, result) -> None:
+        best = result.best
+        what = cand.outcome
+        if cand.faults:
+            what += " " + ",".join(dict.fromkeys(cand.faults))
+        elif cand.cycles is not None:
+            what += f" {cand.cycles} cycles"
+        elif cand.message:
+            what += f" ({_clip(cand.message, 70)})"
+        best_s = f"best {best.cycles} cycles" if best and best.cycles is not None else (
+            "best: correct, untimed" if best else "no kernel yet")
+        print(f"[{name} {cand.iteration + 1:{width}d}/{budget}] {what}; {best_s} ({cand.wall_s:.2f} s)",
+              file=sys.stderr, flush=True)
+
+    return show
+
+
+def _tune_entry(result, workload, spec) -> dict:
+    """The JSON entry of one workload: the loop's result plus reference and roofline cycles."""
+    entry = result.to_dict()
+    ref_cycles, note = _reference_cycles(workload, spec)
+    roof = _roofline_cycles(workload, spec)
+    speedup = (ref_cycles / entry["cycles"]) if ref_cycles and entry["cycles"] else None
+    return {"name": entry.pop("name"), "category": workload.category, **entry,
+            "reference_cycles": ref_cycles, "reference_note": note, "roofline_cycles": roof,
+            "speedup_vs_reference": round(speedup, 4) if speedup else None}
+
+
+def _reference_cycles(workload, spec) -> tuple[int | None, str]:
+    from .bench.reference import has_reference, reference_kernel
+    from .runtime.timing import time_kernel
+
+    if not has_reference(workload, spec):
+        return None, f"no reference kernel for op {workload.op!r} on {spec.name}"
+    try:
+        return time_kernel(reference_kernel(workload, spec), spec, workload).cycles, ""
+    except Exception as err:  # noqa: BLE001 - a broken reference costs the comparison only
+        return None, f"the reference could not be timed: {type(err).__name__}: {err}"
+
+
+def _roofline_cycles(workload, spec) -> int | None:
+    from .runtime.roofline import roofline
+
+    try:
+        return roofline(workload, spec).cycles
+    except Exception:  # noqa: BLE001 - the roofline is context, not a result
+        return None
+
+
+def _tune_summary(entries: list[dict]) -> dict:
+    n = len(entries)
+    both = [e for e in entries if e["speedup_vs_reference"]]
+    return {
+        "workloads": n,
+        "pass_at_1": sum(e["pass_at_1"] for e in entries),
+        "pass_at_1_rate": round(sum(e["pass_at_1"] for e in entries) / n, 4) if n else None,
+        "solved": sum(e["solved"] for e in entries),
+        "accuracy": round(sum(e["solved"] for e in entries) / n, 4) if n else None,
+        "speedup_workloads": len(both),
+        "geomean_speedup_vs_reference": (
+            round(statistics.geometric_mean(e["speedup_vs_reference"] for e in both), 4) if both else None),
+        "iterations": sum(e["iterations"] for e in entries),
+        "llm_calls": sum(e["llm_calls"] for e in entries),
+    }
+
+
+def _print_tune_entry(e: dict, out) -> None:
+    print(f"{e['name']} ({e['category']}) on {e['target']}, proposer {e['proposer']}, seed {e['seed']}", file=out)
+    if e["solved"]:
+        cyc = f"{e['cycles']} cycles" if e["cycles"] is not None else "correct but not timed"
+        line = f"  best: {cyc} (iteration {e['best_iteration'] + 1})"
+        if e["reference_cycles"]:
+            line += f"; reference {e['reference_cycles']} cycles"
+            if e["speedup_vs_reference"]:
+                line += f" ({e['speedup_vs_reference']:.2f}x)"
+        if e["roofline_cycles"]:
+            line += f"; roofline {e['roofline_cycles']}"
+        print(line, file=out)
+        print(f"  first legal and correct kernel at iteration {e['first_solved_at'] + 1}"
+              f"{' (pass@1)' if e['pass_at_1'] else ''}", file=out)
+    else:
+        ref = f" (reference {e['reference_cycles']} cycles)" if e["reference_cycles"] else ""
+        print(f"  no legal and correct kernel{ref}", file=out)
+    print(f"  {e['iterations']} iterations, {e['llm_calls']} LLM calls; outcomes: "
+          + ", ".join(f"{k} {v}" for k, v in e["outcomes"].items()), file=out)
+
+
+def _print_tune_summary(s: dict, out) -> None:
+    if s["workloads"] < 2:
+        return
+    line = (f"\n{s['solved']}/{s['workloads']} solved within the budget, pass@1 {s['pass_at_1']}/{s['workloads']}; "
+            f"{s['iterations']} iterations, {s['llm_calls']} LLM calls")
+    print(line, file=out)
+    if s["geomean_speedup_vs_reference"]:
+        print(f"geometric-mean speedup vs reference over {s['speedup_workloads']} workload(s): "
+              f"{s['geomean_speedup_vs_reference']:.2f}x", file=out)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 if __name__ == "__main__":

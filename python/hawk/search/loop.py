@@ -1,0 +1,335 @@
+"""The generation loop: propose -> admit -> verify -> execute -> time -> feed back.
+
+Each iteration asks the proposer for a kernel, admits the text (schedule program or
+sandboxed TVMScript), checks the signature, verifies it on the NPU model, runs it on the
+host against the reference and, when it is correct, times it on the pipe simulator. What
+happened becomes the feedback of the next proposal. The best legal and correct kernel
+(fewest cycles) is kept.
+
+A candidate's failure -- no text, refused text, a fault, wrong results, a hang or crash on
+the host, a simulator error, even an exception in this code -- is a ``Candidate`` with an
+outcome, never an exception out of ``tune``. Only ``KeyboardInterrupt``/``SystemExit`` and
+exceptions raised by the caller's own ``on_candidate`` propagate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..ir.workload import Workload
+from ..npu import register_intrinsics
+from ..npu.spec import HardwareSpec
+from ..propose.program import apply_program
+from ..propose.prompt import Feedback, Task
+from ..propose.proposer import PROGRAM, TVMSCRIPT, Proposal, Proposer
+from ..runtime.execute import (
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_TRIALS,
+    HostWorker,
+    check_signature,
+    execute,
+)
+from ..runtime.timing import SimulatorError, time_kernel
+from ..runtime.verify import verify
+
+DEFAULT_BUDGET = 30
+
+# Outcomes, in the order of the stages that produce them. Host execution failures keep the
+# status of ExecResult (timeout, crash, build_error, runtime_error, reference_error).
+NO_PROPOSAL = "no_proposal"  # the proposer gave no text (or raised)
+ADMISSION = "admission"  # the text was refused before it touched the NPU model
+SIGNATURE = "signature"  # the kernel's parameters differ from the workload's
+FAULT = "fault"  # verify reported device faults
+WRONG = "wrong"  # ran on the host, results differ from the reference
+TIMING_ERROR = "timing_error"  # correct, but the simulator refused it: no cycles
+INTERNAL_ERROR = "internal_error"  # an exception in the harness for this candidate
+OK = "ok"
+
+
+@dataclass
+class Candidate:
+    """One iteration of the loop: what was proposed and how far it got.
+
+    ``stage`` is where it stopped (``done`` for a timed, correct kernel); ``outcome`` says why.
+    ``legal`` means verify passed, ``correct`` that the host run matched the reference.
+    """
+
+    iteration: int
+    kind: str = ""
+    text: str | None = None
+    stage: str = "propose"
+    outcome: str = NO_PROPOSAL
+    error: str = ""  # why the proposer gave nothing, or the harness exception
+    admission: str = ""  # the admission error rendered with its caret (or the signature problem)
+    faults: tuple[str, ...] = ()  # fault codes, in verify's order
+    fault_log: tuple[str, ...] = ()  # device log lines
+    exec_status: str = ""
+    exec_message: str = ""
+    cycles: int | None = None
+    bottleneck: str = ""
+    roofline_cycles: int | None = None
+    model_bug: bool = False  # reported faster than the roofline: the model is wrong, not the kernel good
+    llm_calls: int = 0
+    wall_s: float = 0.0
+    module: object | None = field(default=None, repr=False, compare=False)  # tvm.IRModule once admitted
+
+    @property
+    def legal(self) -> bool:
+        return self.stage in ("execute", "time", "done")
+
+    @property
+    def correct(self) -> bool:
+        return self.exec_status == "ok"
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == OK
+
+    @property
+    def message(self) -> str:
+        """One line saying what went wrong ('' for an ok candidate)."""
+        if self.outcome == OK:
+            return ""
+        if self.admission:
+            return self.admission.splitlines()[0]
+        if self.fault_log:
+            return self.fault_log[0]
+        return self.exec_message or self.error
+
+    def to_dict(self, *, text: bool = True) -> dict:
+        d = {
+            "iteration": self.iteration, "kind": self.kind, "stage": self.stage, "outcome": self.outcome,
+            "legal": self.legal, "correct": self.correct, "faults": list(self.faults),
+            "fault_log": list(self.fault_log), "admission": self.admission, "error": self.error,
+            "exec_status": self.exec_status, "exec_message": self.exec_message, "cycles": self.cycles,
+            "bottleneck": self.bottleneck, "roofline_cycles": self.roofline_cycles,
+            "model_bug": self.model_bug, "llm_calls": self.llm_calls, "wall_s": round(self.wall_s, 4),
+        }
+        if text:
+            d["text"] = self.text
+        return d
+
+    def feedback(self) -> Feedback | None:
+        """What the next proposal is told about this one; None when there is nothing to show."""
+        if self.text is None or self.outcome == INTERNAL_ERROR:
+            return None
+        if self.outcome in (ADMISSION, SIGNATURE):
+            return Feedback(self.text, admission=self.admission)
+        if self.outcome == FAULT:
+            return Feedback(self.text, device_log=self.fault_log)
+        if self.outcome == TIMING_ERROR:
+            return Feedback(self.text, device_log=(f"[NPU] the program could not be run: {self.error}",))
+        if self.outcome == OK:
+            return Feedback(self.text, cycles=self.cycles, bottleneck=self.bottleneck)
+        status = "wrong results" if self.outcome == WRONG else self.exec_status
+        return Feedback(self.text, mismatch=f"{status}: {self.exec_message}" if self.exec_message else status)
+
+
+@dataclass
+class TuneResult:
+    """Everything one run of the loop produced for one workload on one target."""
+
+    workload: str
+    target: str
+    proposer: str
+    seed: int
+    budget: int
+    candidates: list[Candidate] = field(default_factory=list)
+
+    @property
+    def best(self) -> Candidate | None:
+        """The legal, correct candidate with the fewest cycles (the earliest on a tie)."""
+        good = [c for c in self.candidates if c.legal and c.correct]
+        if not good:
+            return None
+        return min(good, key=lambda c: (c.cycles is None, c.cycles or 0, c.iteration))
+
+    @property
+    def best_text(self) -> str | None:
+        best = self.best
+        return best.text if best else None
+
+    @property
+    def best_module(self):
+        best = self.best
+        return best.module if best else None
+
+    @property
+    def iterations(self) -> int:
+        return len(self.candidates)
+
+    @property
+    def llm_calls(self) -> int:
+        return sum(c.llm_calls for c in self.candidates)
+
+    @property
+    def pass_at_1(self) -> bool:
+        return bool(self.candidates) and self.candidates[0].legal and self.candidates[0].correct
+
+    @property
+    def solved(self) -> bool:
+        return self.best is not None
+
+    @property
+    def first_solved_at(self) -> int | None:
+        """The iteration (0-based) of the first legal, correct candidate."""
+        return next((c.iteration for c in self.candidates if c.legal and c.correct), None)
+
+    def outcomes(self) -> dict[str, int]:
+        """How many candidates ended each way, most frequent first."""
+        return dict(Counter(c.outcome for c in self.candidates).most_common())
+
+    def fault_history(self) -> list[dict]:
+        return [{"iteration": c.iteration, "outcome": c.outcome, "faults": list(c.faults),
+                 "cycles": c.cycles, "message": _short(c.message)} for c in self.candidates]
+
+    def to_dict(self, *, candidates: bool = False) -> dict:
+        best = self.best
+        d = {
+            "name": self.workload, "target": self.target, "proposer": self.proposer, "seed": self.seed,
+            "budget": self.budget, "best_program": best.text if best else None,
+            "best_kind": best.kind if best else None, "best_iteration": best.iteration if best else None,
+            "cycles": best.cycles if best else None, "bottleneck": best.bottleneck if best else None,
+            "iterations": self.iterations, "llm_calls": self.llm_calls, "pass_at_1": self.pass_at_1,
+            "solved": self.solved, "first_solved_at": self.first_solved_at, "outcomes": self.outcomes(),
+            "fault_history": self.fault_history(),
+        }
+        if candidates:
+            d["candidates"] = [c.to_dict() for c in self.candidates]
+        return d
+
+
+def tune(workload: Workload, spec: HardwareSpec, proposer: Proposer, *, budget: int = DEFAULT_BUDGET,
+         seed: int = 0, worker: HostWorker | None = None,
+         on_candidate: Callable[[Candidate, TuneResult], None] | None = None,
+         trials: int = DEFAULT_TRIALS, timeout: float = DEFAULT_TIMEOUT_S) -> TuneResult:
+    """Run the loop for ``budget`` iterations and keep the best legal, correct kernel.
+
+    ``worker`` runs every host execution (one is started, and closed at the end, when none
+    is given). ``on_candidate(candidate, result)`` is called after each iteration. The
+    proposer sees the workload, the target's api view and the feedback, never the spec.
+    """
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0, got {budget}")
+    register_intrinsics(spec)  # tensorize in a program looks intrinsics up by name
+    result = TuneResult(workload.name, spec.name, getattr(proposer, "name", type(proposer).__name__),
+                        seed, budget)
+    own_worker = worker is None and budget > 0
+    if own_worker:
+        worker = HostWorker()
+    try:
+        feedback: Feedback | None = None
+        for iteration in range(budget):
+            task = Task.for_target(workload, spec, feedback)
+            cand = _evaluate(task, workload, spec, proposer, iteration, seed=seed, worker=worker,
+                             trials=trials, timeout=timeout)
+            result.candidates.append(cand)
+            # a candidate with nothing to show leaves the previous feedback in place
+            feedback = cand.feedback() or feedback
+            if on_candidate is not None:
+                on_candidate(cand, result)
+    finally:
+        if own_worker:
+            worker.close()
+    return result
+
+
+def _evaluate(task: Task, workload: Workload, spec: HardwareSpec, proposer: Proposer, iteration: int, *,
+              seed: int, worker: HostWorker, trials: int, timeout: float) -> Candidate:
+    """One candidate, from proposal to cycles; every failure is recorded on it."""
+    cand = Candidate(iteration)
+    start = time.perf_counter()
+    try:
+        _run(cand, task, workload, spec, proposer, seed=seed, worker=worker, trials=trials, timeout=timeout)
+    except Exception as err:  # noqa: BLE001 - a bug for one candidate must not end the search
+        cand.outcome = INTERNAL_ERROR
+        cand.error = f"{cand.stage}: {_one_line(err)}"
+    cand.wall_s = time.perf_counter() - start
+    return cand
+
+
+def _run(cand: Candidate, task: Task, workload: Workload, spec: HardwareSpec, proposer: Proposer, *,
+         seed: int, worker: HostWorker, trials: int, timeout: float) -> None:
+    cand.stage = "propose"
+    try:
+        proposal = proposer.propose(task, seed=seed, iteration=cand.iteration)
+    except Exception as err:  # noqa: BLE001 - proposers should not raise; if one does, it is its candidate's failure
+        cand.outcome, cand.error = NO_PROPOSAL, f"the proposer raised {_one_line(err)}"
+        return
+    if not isinstance(proposal, Proposal):
+        cand.outcome, cand.error = NO_PROPOSAL, f"the proposer returned {type(proposal).__name__}, not a Proposal"
+        return
+    cand.llm_calls = proposal.llm_calls
+    cand.kind = proposal.kind
+    if proposal.text is None:
+        cand.outcome, cand.error = NO_PROPOSAL, proposal.error or "the proposer gave no text"
+        return
+    if not isinstance(proposal.text, str):
+        cand.outcome = NO_PROPOSAL
+        cand.error = f"the proposal's text is {type(proposal.text).__name__}, not str"
+        return
+    cand.text = proposal.text
+
+    cand.stage = "admit"
+    module, refusal = _admit(proposal.text, proposal.kind, workload)
+    if refusal:
+        cand.outcome, cand.admission = ADMISSION, refusal
+        return
+    cand.module = module
+
+    cand.stage = "signature"
+    problem = check_signature(module, workload)
+    if problem:
+        cand.outcome = SIGNATURE
+        cand.admission = f"the kernel's signature does not match the workload: {problem}"
+        return
+
+    cand.stage = "verify"
+    faults = verify(module, spec)
+    if faults:
+        cand.outcome = FAULT
+        cand.faults = tuple(f.code for f in faults)
+        cand.fault_log = tuple(f.log for f in faults)
+        return
+
+    cand.stage = "execute"
+    res = execute(module, workload, trials=trials, seed=seed, timeout=timeout, worker=worker)
+    cand.exec_status, cand.exec_message = res.status, res.message
+    if not res.correct:
+        cand.outcome = WRONG if res.status == "mismatch" else res.status
+        return
+
+    cand.stage = "time"
+    try:
+        profile = time_kernel(module, spec, workload)
+    except SimulatorError as err:
+        cand.outcome, cand.error = TIMING_ERROR, str(err)
+        return
+    cand.cycles, cand.bottleneck = profile.cycles, profile.bottleneck
+    cand.roofline_cycles, cand.model_bug = profile.roofline_cycles, profile.model_bug
+    cand.stage, cand.outcome = "done", OK
+
+
+def _admit(text: str, kind: str, workload: Workload):
+    """(module, '') for admitted text, (None, rendered refusal) otherwise."""
+    if kind == PROGRAM:
+        applied = apply_program(text, workload.module())
+        return (applied.module, "") if applied.ok else (None, applied.error.render())
+    if kind == TVMSCRIPT:
+        from ..propose.sandbox import parse_tvmscript
+
+        parsed = parse_tvmscript(text)
+        return (parsed.module, "") if parsed.ok else (None, parsed.error.render())
+    return None, f"unknown proposal kind {kind!r} (expected {PROGRAM!r} or {TVMSCRIPT!r})"
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    return f"{type(err).__name__}: {lines[-1]}" if lines else type(err).__name__
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
