@@ -100,3 +100,21 @@ def test_corrupt_kernel_file(capsys, tmp_path):
     bad.write_text("{garbage")
     code, _, err = run(capsys, "run", "--target", "davinci-like", "--workload", "silu_f32", "--kernel", str(bad))
     assert code == 2 and "not a TVM JSON kernel" in err
+
+
+def test_run_a_schedule_program_file(capsys, tmp_path):
+    from .propose.test_propose_program import ELEMENTWISE
+
+    program = tmp_path / "relu.py"
+    program.write_text(ELEMENTWISE)
+    workload_file = tmp_path / "w.py"
+    workload_file.write_text("from hawk.ir import ops\nWORKLOADS = [ops.unary('relu', 'relu', 64, 256)]\n")
+    code, out, _ = run(capsys, "run", "--target", "davinci-like", "--workload", str(workload_file),
+                       "--kernel", str(program), "--json", "--trials", "1")
+    result = json.loads(out)
+    assert code == 0 and result["legal"] and result["correct"] and result["cycles"] > 0
+    program.write_text('b0 = sch.get_sblock(name="Y")\nimport os\n')
+    code, out, _ = run(capsys, "run", "--target", "davinci-like", "--workload", str(workload_file),
+                       "--kernel", str(program), "--json")
+    result = json.loads(out)
+    assert code == 1 and "line 2, column 1" in result["admission"]

@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--suite", help="built-in suite name or workload file")
     src = r.add_mutually_exclusive_group(required=True)
     src.add_argument("--reference", action="store_true", help="run the vendor reference kernel")
-    src.add_argument("--kernel", help="a kernel saved as TVM JSON (tvm.ir.save_json)")
+    src.add_argument("--kernel", help="a kernel file: TVM JSON (.json), a schedule program, or TVMScript")
     r.add_argument("--trials", type=int, default=5, help="seeded input sets (default 5)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--timeout", type=float, default=60.0, help="seconds for build + run on the host")
@@ -186,19 +186,29 @@ def cmd_run(args) -> int:
     return EXIT_OK if ok else EXIT_FAIL
 
 
-def _load_kernel(path: str):
+def _load_kernel(path: str, workload):
+    """A kernel file: TVM JSON, a schedule program, or TVMScript (parsed only in the
+    sandbox). Returns (module, admission error text)."""
     import tvm
+
+    from .propose.program import apply_program
+    from .propose.proposer import TVMSCRIPT, kind_of
+    from .propose.sandbox import parse_tvmscript
 
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"{path}: no such kernel file")
-    if p.suffix != ".json":
-        raise UsageError(f"{path}: kernels are read as TVM JSON (tvm.ir.save_json); "
-                         "TVMScript is only parsed inside the admission sandbox")
-    try:
-        return tvm.ir.load_json(p.read_text())
-    except Exception as err:  # noqa: BLE001 - a corrupt file is bad input
-        raise UsageError(f"{path}: not a TVM JSON kernel: {str(err).strip().splitlines()[-1]}") from None
+    text = p.read_text()
+    if p.suffix == ".json":
+        try:
+            return tvm.ir.load_json(text), ""
+        except Exception as err:  # noqa: BLE001 - a corrupt file is bad input
+            raise UsageError(f"{path}: not a TVM JSON kernel: {str(err).strip().splitlines()[-1]}") from None
+    if kind_of(text) == TVMSCRIPT:
+        parsed = parse_tvmscript(text)
+        return parsed.module, parsed.error.render() if parsed.error else ""
+    applied = apply_program(text, workload.module())
+    return applied.module, applied.error.render() if applied.error else ""
 
 
 def _run_one(workload, spec, args) -> dict:
@@ -218,7 +228,11 @@ def _run_one(workload, spec, args) -> dict:
             return {**row, "legal": False, "correct": False, "faults": [], "execution": None,
                     "note": str(err)}
     else:
-        kernel = _load_kernel(args.kernel)
+        kernel, refused = _load_kernel(args.kernel, workload)
+        if refused:
+            return {**row, "legal": False, "correct": False, "faults": [], "execution": None, "cycles": None,
+                    "bottleneck": None, "roofline_cycles": None, "admission": refused,
+                    "note": f"refused before running:\n{refused}"}
     if args.save_kernel:
         Path(args.save_kernel).write_text(tvm.ir.save_json(kernel))
     t0 = time.perf_counter()
