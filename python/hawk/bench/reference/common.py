@@ -141,3 +141,32 @@ def fold_lanes(sch: s_tir.Schedule, block, spec: HardwareSpec) -> bool:
 
 
 REDUCE_ITER = 2  # IterVar.CommReduce
+
+
+def restrict_loop(sch: s_tir.Schedule, loop_rv, start: int, extent: int) -> None:
+    """Run ``loop`` over iterations [start, start + extent) only (rebased to 0): the zero
+    fill of a padded tile restricted to its pads (the rest is overwritten by the valid data
+    right after -- dead-store elimination, which no schedule primitive offers)."""
+    loop = sch.get(loop_rv)
+    var = loop.loop_var
+    if start == 0 and extent == int(loop.extent):
+        return
+
+    def shift(expr):
+        return tvm_ffi.structural_map(expr, [(tirx.Var, lambda v: v + start if v.same_as(var) else v)])
+
+    blocks = {}
+
+    def rebuild(stmt):
+        if isinstance(stmt, tirx.For):
+            return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, rebuild(stmt.body),
+                            stmt.thread_binding, stmt.annotations)
+        if isinstance(stmt, s_tir.SBlockRealize):
+            blocks[stmt.block] = stmt.block
+            return s_tir.SBlockRealize([shift(v) for v in stmt.iter_values], shift(stmt.predicate),
+                                       stmt.block)
+        raise s_tir.ScheduleError(f"restrict_loop: unexpected {type(stmt).__name__} under the loop")
+
+    new = tirx.For(var, loop.min, extent, loop.kind, rebuild(loop.body), loop.thread_binding,
+                   loop.annotations)
+    sch.state.replace(sch.get_sref(loop_rv), new, blocks)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-import tvm_ffi
-from tvm import s_tir, sym, tirx
+from tvm import s_tir, sym
 
 from ...ir import Workload
 from ...npu import HardwareSpec, intrinsics
 from . import vendor_kernel
 from .common import (
+    restrict_loop,
     DOUBLE, divisor_tile, dma_tile_bytes, elem_bytes, fit_tile, fold_lanes, has_block, iter_loops,
     loop_extents,
     stage_reads, stage_write, vector_lanes, vectorize_inner,
@@ -538,42 +538,13 @@ def _ub_op(sch, block, spec: HardwareSpec, dtype: str) -> None:
         vectorize_inner(sch, block, spec, dtype)
 
 
-def _restrict_loop(sch: s_tir.Schedule, loop_rv, start: int, extent: int) -> None:
-    """Run ``loop`` over iterations [start, start + extent) only (rebased to 0): the zero
-    fill of a padded tile restricted to its pads (the rest is overwritten by the valid data
-    right after -- dead-store elimination, which no schedule primitive offers)."""
-    loop = sch.get(loop_rv)
-    var = loop.loop_var
-    if start == 0 and extent == int(loop.extent):
-        return
-
-    def shift(expr):
-        return tvm_ffi.structural_map(expr, [(tirx.Var, lambda v: v + start if v.same_as(var) else v)])
-
-    blocks = {}
-
-    def rebuild(stmt):
-        if isinstance(stmt, tirx.For):
-            return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, rebuild(stmt.body),
-                            stmt.thread_binding, stmt.annotations)
-        if isinstance(stmt, s_tir.SBlockRealize):
-            blocks[stmt.block] = stmt.block
-            return s_tir.SBlockRealize([shift(v) for v in stmt.iter_values], shift(stmt.predicate),
-                                       stmt.block)
-        raise s_tir.ScheduleError(f"_restrict_loop: unexpected {type(stmt).__name__} under the loop")
-
-    new = tirx.For(var, loop.min, extent, loop.kind, rebuild(loop.body), loop.thread_binding,
-                   loop.annotations)
-    sch.state.replace(sch.get_sref(loop_rv), new, blocks)
-
-
 def _zero_pads(sch, spec, pad_block, region, dtype: str):
     """Split the zero fill off a padded UB chunk block and restrict it to ``region``."""
     nd = len(sch.get(pad_block).iter_vars)
     fill = sch.decompose_padding(pad_block, sch.get_loops(pad_block)[-nd])
     (r0, rn), (c0, cn) = region
-    _restrict_loop(sch, sch.get_loops(fill)[-2], r0, rn)
-    _restrict_loop(sch, sch.get_loops(fill)[-1], c0, cn)
+    restrict_loop(sch, sch.get_loops(fill)[-2], r0, rn)
+    restrict_loop(sch, sch.get_loops(fill)[-1], c0, cn)
     _ub_op(sch, fill, spec, dtype)
     return fill
 

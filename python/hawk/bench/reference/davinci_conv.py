@@ -17,7 +17,7 @@ stay in L1 for the whole kernel when they fit. Two ways to feed L0A, picked by t
   defines the pad pixels as zeros. The im2col tile of an M tile is assembled in L1, because
   neither partial fractals (14 of 16 rows) may be DMA'd into L0A nor can any unit write L1:
   per kernel tap, MTE2 gathers the valid rows from global into UB, the vector unit zeroes
-  only the pad rows there (see ``_narrow_loop``) and MTE3 moves the whole tile to L1. L0C
+  only the pad rows there (see ``common.restrict_loop``) and MTE3 moves the whole tile to L1. L0C
   holds the padded output; FIX casts whole fractals into UB and MTE3 stores the valid rows
   (a partial fractal may not leave L0C either).
 
@@ -29,14 +29,13 @@ kernel and spatial size; padded widths need a vector unit that handles the input
 
 from __future__ import annotations
 
-import tvm_ffi
-from tvm import s_tir, tirx
+from tvm import s_tir
 from tvm.tirx import IndexMap
 
 from ...ir import Workload
 from ...npu import HardwareSpec
 from . import vendor_kernel
-from .common import DOUBLE, divisor_tile, elem_bytes, loop_extents, vectorize_inner
+from .common import DOUBLE, divisor_tile, elem_bytes, loop_extents, restrict_loop, vectorize_inner
 from .davinci import L0A, L0B, L0C, L1, PRESET, UB, cube_intrinsics
 
 
@@ -152,38 +151,6 @@ def schedule_implicit_gemm(sch: s_tir.Schedule, spec: HardwareSpec, in_dtype: st
     _finish_cube(sch, c, k_first, x_frac, mma, fill)
 
 
-def _narrow_loop(sch: s_tir.Schedule, loop_rv, start: int, extent: int) -> None:
-    """Run ``loop`` over iterations [start, start + extent) only (rebased to 0).
-
-    The one rewrite no schedule primitive offers: ``decompose_padding`` writes the pad value
-    over the whole tile, although the in-bound block overwrites all but the pad pixels right
-    after. Restricting the fill to the pad pixels is dead-store elimination (the result is
-    the same program); without it the vector unit zeroes the whole im2col tile, owp / (owp -
-    ow) times the bytes needed (8x for 14-wide rows) -- more vector time than the cube's.
-    """
-    loop = sch.get(loop_rv)
-    var = loop.loop_var
-
-    def shift(expr):
-        return tvm_ffi.structural_map(expr, [(tirx.Var, lambda v: v + start if v.same_as(var) else v)])
-
-    blocks = {}
-
-    def rebuild(stmt):
-        if isinstance(stmt, tirx.For):
-            return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, rebuild(stmt.body),
-                            stmt.thread_binding, stmt.annotations)
-        if isinstance(stmt, s_tir.SBlockRealize):
-            blocks[stmt.block] = stmt.block
-            return s_tir.SBlockRealize([shift(v) for v in stmt.iter_values], shift(stmt.predicate),
-                                       stmt.block)
-        raise s_tir.ScheduleError(f"_narrow_loop: unexpected {type(stmt).__name__} under the loop")
-
-    new = tirx.For(var, loop.min, extent, loop.kind, rebuild(loop.body), loop.thread_binding,
-                   loop.annotations)
-    sch.state.replace(sch.get_sref(loop_rv), new, blocks)
-
-
 def _col_dims(sch: s_tir.Schedule, c, col_buf) -> list[int]:
     """Which iterators of ``C`` (b, y, x, o, rh, rw, rc) index the im2col buffer, in order
     (unit kernel taps are folded away by TE, so a 1x1 conv has no tap axes)."""
@@ -250,7 +217,7 @@ def schedule_padded_im2col(sch: s_tir.Schedule, spec: HardwareSpec, in_dtype: st
     sch.reorder(*[col_loops[i] for i in perm])  # runs of (pixels x channels) on both sides
     if owp != ow:
         pad = sch.decompose_padding(col, sch.get_loops(col)[-nd])
-        _narrow_loop(sch, sch.get_loops(pad)[-2], ow, owp - ow)
+        restrict_loop(sch, sch.get_loops(pad)[-2], ow, owp - ow)
         sch.fuse(*sch.get_loops(pad)[-nd:])
         vectorize_inner(sch, pad, spec, in_dtype)
     sch.annotate(col, DOUBLE, 0)
