@@ -1,24 +1,18 @@
 import pytest
-
-from hawk.bench.reference import NoReference, has_reference, reference_kernel, reference_ops
-from hawk.bench.suites import load_suite
+from hawk.bench.reference import (
+    NoReference,
+    has_reference,
+    reference_kernel,
+    reference_ops,
+)
 from hawk.ir import ops
 from hawk.npu import load_spec
 from hawk.runtime import HostWorker, execute, verify
 
+from ..cases import reference_cases
+
 DAVINCI_OPS = {"matmul", "batch_matmul", "conv2d", "unary", "binary", "bias_add", "row_reduce",
                "softmax", "layernorm", "rmsnorm", "pool2d", "transpose"}
-
-
-def _cases():
-    out = []
-    for preset in ("davinci-like", "edge-like"):
-        spec = load_spec(preset)
-        for suite in ("smoke", "level1"):
-            for wl in load_suite(suite):
-                if has_reference(wl, spec):
-                    out.append(pytest.param(preset, wl, id=f"{preset}-{wl.name}"))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def test_edge_library_covers_a_gemm_an_elementwise_op_and_a_reduction():
     assert "matmul" in have and have & {"unary", "binary", "bias_add"} and "row_reduce" in have
 
 
-@pytest.mark.parametrize("preset, wl", _cases())
+@pytest.mark.parametrize("preset, wl", reference_cases())
 def test_reference_kernel_is_legal_and_correct(preset, wl, worker):
     spec = load_spec(preset)
     kernel = reference_kernel(wl, spec)

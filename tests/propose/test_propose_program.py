@@ -1,27 +1,16 @@
 import pytest
 import tvm_ffi
-from tvm import s_tir
-
 from hawk.bench import reference
-from hawk.bench.reference import has_reference
 from hawk.bench.suites import load_suite
 from hawk.ir import ops
-from hawk.npu import load_spec
 from hawk.propose.program import apply_program, parse_program, program_from_trace
 from hawk.runtime import verify
+from tvm import s_tir
+
+from ..cases import reference_cases
 
 
-def _reference_cases():
-    out = []
-    for preset in ("davinci-like", "edge-like"):
-        spec = load_spec(preset)
-        for wl in load_suite("smoke") + load_suite("level1"):
-            if has_reference(wl, spec) and wl.op != "conv2d":  # conv: see test below
-                out.append(pytest.param(preset, wl, id=f"{preset}-{wl.name}"))
-    return out
-
-
-@pytest.mark.parametrize("preset, wl", _reference_cases())
+@pytest.mark.parametrize("preset, wl", reference_cases(skip_ops=("conv2d",)))
 def test_reference_schedules_round_trip_through_program_text(preset, wl, davinci, edge):
     spec = davinci if preset == "davinci-like" else edge
     reference._load()

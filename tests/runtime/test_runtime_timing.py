@@ -2,19 +2,22 @@ import numpy as np
 import pytest
 import tvm
 import tvm_ffi
-from tvm import s_tir, tirx
-
-from hawk.bench.reference import has_reference, reference_kernel
-from hawk.bench.suites import load_suite
+from hawk.bench.reference import reference_kernel
 from hawk.ir import ops
 from hawk.npu import load_spec
 from hawk.runtime import verify
 from hawk.runtime.codegen import NpuInstr, NpuProgram, lower
 from hawk.runtime.roofline import Roofline
 from hawk.runtime.timing import (
-    Profile, SimulatorError, simulate, simulate_reference, time_kernel,
+    Profile,
+    SimulatorError,
+    simulate,
+    simulate_reference,
+    time_kernel,
 )
+from tvm import s_tir, tirx
 
+from ..cases import reference_cases
 from .broken_kernels import elementwise_tiled
 
 DOUBLE = "double_buffer_scope"
@@ -99,18 +102,7 @@ def test_cycles_grow_with_problem_size(make, davinci):
     assert cycles[0] < cycles[1] < cycles[2]
 
 
-def _reference_cases():
-    out = []
-    for preset in ("davinci-like", "edge-like"):
-        spec = load_spec(preset)
-        for suite in ("smoke", "level1"):
-            for wl in load_suite(suite):
-                if has_reference(wl, spec):
-                    out.append(pytest.param(preset, wl, id=f"{preset}-{wl.name}"))
-    return out
-
-
-@pytest.mark.parametrize("preset, wl", _reference_cases())
+@pytest.mark.parametrize("preset, wl", reference_cases())
 def test_no_reference_beats_its_roofline_and_cpp_matches_python(preset, wl):
     spec = load_spec(preset)
     kernel = reference_kernel(wl, spec)
