@@ -165,69 +165,58 @@ def _mma_funcs(intrin: Intrinsic):
 
 
 def _fill_funcs(intrin: Intrinsic):
+    return _fill_func(intrin, tagged=False), _fill_func(intrin, tagged=True)
+
+
+def _fill_func(intrin: Intrinsic, *, tagged: bool):
+    """The fill's description (``tagged=False``) or its host implementation, which tags the
+    block with the instruction name."""
     s = intrin.shape
     m, n, acc_t, sc, name = s.m, s.n, s.acc_dtype, intrin.c_scope, intrin.name
+    block = "fill" if tagged else ""
 
     @T.prim_func(s_tir=True)
-    def desc(c: T.handle) -> None:
+    def func(c: T.handle) -> None:
         C = T.match_buffer(c, (m, n), acc_t, offset_factor=1, scope=sc)
         with T.sblock("root"):
             T.reads()
             T.writes(C[0:m, 0:n])
             for i, j in T.grid(m, n):
-                with T.sblock(""):
+                with T.sblock(block):
+                    if tagged:
+                        T.sblock_attr({INTRIN_ATTR: name})
                     vi, vj = T.axis.remap("SS", [i, j])
                     C[vi, vj] = T.Cast(acc_t, 0)
 
-    @T.prim_func(s_tir=True)
-    def impl(c: T.handle) -> None:
-        C = T.match_buffer(c, (m, n), acc_t, offset_factor=1, scope=sc)
-        with T.sblock("root"):
-            T.reads()
-            T.writes(C[0:m, 0:n])
-            for i, j in T.grid(m, n):
-                with T.sblock("fill"):
-                    T.sblock_attr({INTRIN_ATTR: name})
-                    vi, vj = T.axis.remap("SS", [i, j])
-                    C[vi, vj] = T.Cast(acc_t, 0)
-
-    return desc, impl
+    return func
 
 
 def _reduce_funcs(intrin: Intrinsic):
+    return _reduce_func(intrin, tagged=False), _reduce_func(intrin, tagged=True)
+
+
+def _reduce_func(intrin: Intrinsic, *, tagged: bool):
+    """A cross-lane reduction's description or (``tagged``) its host implementation."""
     lanes, dtype = intrin.shape.k, intrin.shape.in_dtype
     sa, sc, name = intrin.a_scope, intrin.c_scope, intrin.name
     is_sum = intrin.op == "reduce_sum"
+    block = "reduce" if tagged else ""
 
     @T.prim_func(s_tir=True)
-    def desc(a: T.handle, c: T.handle) -> None:
+    def func(a: T.handle, c: T.handle) -> None:
         A = T.match_buffer(a, (lanes,), dtype, offset_factor=1, scope=sa)
         C = T.match_buffer(c, (1,), dtype, offset_factor=1, scope=sc)
         with T.sblock("root"):
             T.reads(C[0:1], A[0:lanes])
             T.writes(C[0:1])
             for r in range(lanes):
-                with T.sblock(""):
+                with T.sblock(block):
+                    if tagged:
+                        T.sblock_attr({INTRIN_ATTR: name})
                     vr = T.axis.remap("R", [r])
                     if is_sum:
                         C[0] = C[0] + A[vr]
                     else:
                         C[0] = T.max(C[0], A[vr])
 
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (lanes,), dtype, offset_factor=1, scope=sa)
-        C = T.match_buffer(c, (1,), dtype, offset_factor=1, scope=sc)
-        with T.sblock("root"):
-            T.reads(C[0:1], A[0:lanes])
-            T.writes(C[0:1])
-            for r in range(lanes):
-                with T.sblock("reduce"):
-                    T.sblock_attr({INTRIN_ATTR: name})
-                    vr = T.axis.remap("R", [r])
-                    if is_sum:
-                        C[0] = C[0] + A[vr]
-                    else:
-                        C[0] = T.max(C[0], A[vr])
-
-    return desc, impl
+    return func
