@@ -714,14 +714,9 @@ def _stage_output(sch, spec, c, p, g, cast, d_pad, crop, o2, store_at):
         _ub_op(sch, crop, spec, g.out_dtype)
 
 
-@vendor_kernel(PRESET, "matmul")
-def matmul(sch: s_tir.Schedule, wl: Workload, spec: HardwareSpec) -> None:
-    schedule_gemm(sch, spec, wl.inputs[0].dtype, batch=False)
-
-
-@vendor_kernel(PRESET, "batch_matmul")
-def batch_matmul(sch: s_tir.Schedule, wl: Workload, spec: HardwareSpec) -> None:
-    schedule_gemm(sch, spec, wl.inputs[0].dtype, batch=True)
+@vendor_kernel(PRESET, "matmul", "batch_matmul")
+def gemm(sch: s_tir.Schedule, wl: Workload, spec: HardwareSpec) -> None:
+    schedule_gemm(sch, spec, wl.inputs[0].dtype, batch=wl.op == "batch_matmul")
 
 
 def ub_tile_2d(spec: HardwareSpec, rows: int, cols: int, dtype, n_buffers: int):

@@ -118,14 +118,9 @@ def schedule_gemm(sch: s_tir.Schedule, spec: HardwareSpec, in_dtype: str, batch:
     sch.annotate(sch.get_sblock(init_name + "_o"), DOUBLE, 0)
 
 
-@vendor_kernel(PRESET, "matmul")
-def matmul(sch: s_tir.Schedule, wl: Workload, spec: HardwareSpec) -> None:
-    schedule_gemm(sch, spec, wl.inputs[0].dtype, batch=False)
-
-
-@vendor_kernel(PRESET, "batch_matmul")
-def batch_matmul(sch: s_tir.Schedule, wl: Workload, spec: HardwareSpec) -> None:
-    schedule_gemm(sch, spec, wl.inputs[0].dtype, batch=True)
+@vendor_kernel(PRESET, "matmul", "batch_matmul")
+def gemm(sch: s_tir.Schedule, wl: Workload, spec: HardwareSpec) -> None:
+    schedule_gemm(sch, spec, wl.inputs[0].dtype, batch=wl.op == "batch_matmul")
 
 
 # --- elementwise on the vector unit -------------------------------------------------------
