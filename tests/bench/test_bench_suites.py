@@ -3,7 +3,6 @@ reference agrees with the workload's own unscheduled PrimFunc built for the host
 
 import pytest
 
-from hawk.bench.suites import level1 as level1_module
 from hawk.bench.suites import load_suite, suite_names
 from hawk.runtime import HostWorker, execute
 
@@ -12,8 +11,7 @@ LEVEL1_CATEGORIES = {"matmul", "conv", "elementwise", "broadcast", "reduction", 
 
 
 def _all():
-    return [(s, wl) for s in suite_names() for wl in load_suite(s)] + [
-        ("level1_pending", wl) for wl in level1_module.PENDING]
+    return [(s, wl) for s in suite_names() for wl in load_suite(s)]
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +41,14 @@ def test_level1_size_and_coverage():
     assert any(w.op == "matmul" and w.params[0].shape[0] > 8 * w.params[1].shape[1] for w in wls), "no tall-skinny GEMM"
 
 
-def test_pending_gemm_variants_cover_transposed_matvec_and_irregular():
-    # Not in WORKLOADS until the offline proposer schedules them (see level1.PENDING).
-    pending = level1_module.PENDING
-    assert any(w.op == "matmul_nt" for w in pending)
-    assert any(w.params[0].shape[0] == 1 for w in pending)
-    assert any(any(d % 16 for d in w.params[0].shape) for w in pending)
+def test_level1_gemm_variants_cover_transposed_matvec_and_irregular():
+    gemms = [w for w in load_suite("level1") if w.category == "matmul"]
+    assert any(w.op == "matmul_nt" for w in gemms), "no A @ B^T"
+    assert any(w.op == "matvec" and w.params[0].shape[0] == 1 for w in gemms), "no matrix-vector"
+    assert any(any(d % 16 for d in w.params[0].shape) for w in gemms), "no irregular (not 16-multiple) M or K"
+    assert any(w.params[1].shape[-1] % 16 for w in gemms), "no irregular N"
+    for name in ("matmul_nt_bert_qkv", "matvec_llama_decode", "matmul_resnet_fc", "matmul_bert_seq104"):
+        assert name in {w.name for w in gemms}, name
 
 
 def test_level1_keeps_the_original_entries():
@@ -87,8 +87,7 @@ def _check(wl, worker):
     assert result.correct, f"{wl.name}: {result.status}: {result.message}"
 
 
-# Every workload (level1.PENDING included) runs in about 15 s on 2 cores, so it stays in
-# the default run.
+# Every workload runs in about 15 s on 2 cores, so it stays in the default run.
 @pytest.mark.parametrize("wl", [pytest.param(wl, id=f"{s}-{wl.name}") for s, wl in _all()])
 def test_reference_matches_unscheduled_func(wl, worker):
     _check(wl, worker)

@@ -53,6 +53,47 @@ def test_covers_every_category_and_breaks_constraints_at_a_realistic_rate(preset
     assert {"SCOPE_OVERFLOW", "ILLEGAL_PATH", "UNIT_SCOPE"} <= codes
 
 
+GEMM_VARIANTS = ("matmul_nt_bert_qkv", "matvec_llama_decode", "matmul_resnet_fc", "matmul_bert_seq104")
+
+
+@pytest.mark.parametrize("preset", ["davinci-like", "edge-like"])
+def test_pads_gemms_off_the_fractal_and_transposes_a_b_stored_n_by_k(preset, davinci, edge):
+    spec = davinci if preset == "davinci-like" else edge
+    fractal = 16 if preset == "davinci-like" else 8  # what the mma signature in the api view says
+    by_name = {w.name: w for w in WORKLOADS}
+    for name in GEMM_VARIANTS + ("matmul_bert_ffn",):
+        wl = by_name[name]
+        m, n, k = wl.params[0].shape[0], wl.params[-1].shape[-1], wl.params[0].shape[-1]
+        for seed in range(4):
+            text = OfflineProposer().propose(Task.for_target(wl, spec), seed=seed, iteration=0).text
+            assert ("sch.pad_einsum(" in text) == bool(m % fractal or n % fractal or k % fractal), (name, text)
+            assert ("sch.transform_layout(" in text) == (wl.op == "matmul_nt"), (name, text)
+            assert apply_program(text, wl.module()).ok, (name, seed)
+
+
+@pytest.mark.parametrize("preset", ["davinci-like", "edge-like"])
+def test_padded_transposed_gemm_computes_the_right_thing(preset, davinci, edge):
+    from hawk.ir import ops
+    from hawk.runtime import HostWorker, execute
+
+    spec = davinci if preset == "davinci-like" else edge
+    wl = ops.matmul_nt("nt_odd", 20, 40, 28)  # no extent a whole 16-fractal, M and K not 8-fractals
+    admitted = []
+    for seed in range(4):
+        text = OfflineProposer().propose(Task.for_target(wl, spec), seed=seed, iteration=0).text
+        assert "sch.pad_einsum(" in text and "sch.transform_layout(" in text
+        applied = apply_program(text, wl.module())
+        if applied.ok:
+            admitted.append(applied.module)
+    assert admitted
+    worker = HostWorker()
+    try:
+        result = execute(admitted[0], wl, trials=1, worker=worker)
+    finally:
+        worker.close()
+    assert result.correct, result.message
+
+
 def test_reacts_to_an_overflow_with_a_smaller_tile():
     spec = load_spec("davinci-like")
     wl = next(w for w in WORKLOADS if w.name == "silu_f32")

@@ -2,12 +2,14 @@
 
 It writes schedule programs the way a generic accelerator programmer would: GPU-style
 power-of-two tiles, on-chip scopes picked by their names, staging of inputs and outputs,
-vectorised inner loops, tensorize where an intrinsic's name and signature fit. It sees only
-what an LLM sees (the workload's TensorIR, the api view, the previous attempt's feedback,
-retrieved knowledge) and reacts to a device log as an LLM without hardware priors would: a
-smaller tile after an overflow, another scope after a scope or path fault, another draw
-after anything else, a local variation once a kernel is correct. So it breaks the NPU's
-implicit constraints at a realistic rate. Deterministic per (seed, workload, iteration).
+vectorised inner loops, tensorize where an intrinsic's name and signature fit (a GEMM padded
+up to the signature's fractal, an operand stored the other way round transposed on its way
+in). It sees only what an LLM sees (the workload's TensorIR, the api view, the previous
+attempt's feedback, retrieved knowledge) and reacts to a device log as an LLM without
+hardware priors would: a smaller tile after an overflow, another scope after a scope or path
+fault, another draw after anything else, a local variation once a kernel is correct. So it
+breaks the NPU's implicit constraints at a realistic rate. Deterministic per (seed,
+workload, iteration).
 """
 
 from __future__ import annotations
@@ -166,12 +168,28 @@ class _Structure:
                 body=type(blk.body).__name__,
                 multiply=_is_mac(blk),
                 read_dtypes=[str(r.source.dtype) for r in blk.reads],
+                last_index_reduces=[_last_index_reduces(blk, r) for r in blk.reads],
+                read_ndims=[len(r.region) for r in blk.reads],
             ))
         self.out = self.blocks[-1]
         gemm = [b for b in self.blocks if b.multiply and any(b.reduce)]
         self.gemm = gemm[0] if len(gemm) == 1 and wl.category == "matmul" else None
         self.is_gemm = self.gemm is not None
         self.operand_dtype = self.gemm.read_dtypes[-1] if self.gemm else None
+        self._workload = wl
+
+    def padded_blocks(self, padding) -> tuple[list, str | None]:
+        """(operand pad blocks, crop block or None) that ``pad_einsum`` of the GEMM block
+        creates: read off a scratch schedule of the workload, as an author reads the printed
+        TensorIR after the call."""
+        sch = s_tir.Schedule(self._workload.module())
+        c = sch.get_sblock(self.gemm.name)
+        sch.pad_einsum(c, list(padding))
+        producers = {sch.get(b).name_hint for b in sch.get_producers(c)}
+        pads = [name if name in producers else None for name in (f"{r}_pad" for r in self.gemm.reads)]
+        consumers = [sch.get(b).name_hint for b in sch.get_consumers(c)]
+        crop = consumers[0] if consumers and consumers[0] == f"{self.gemm.writes[0]}_pad" else None
+        return pads, crop
 
 
 @dataclass
@@ -185,6 +203,13 @@ class _Block:
     body: str
     multiply: bool
     read_dtypes: list
+    last_index_reduces: list  # per read: is its innermost index a reduction variable?
+    read_ndims: list
+
+
+def _last_index_reduces(blk, region) -> bool:
+    last = region.region[-1].min if len(region.region) else None
+    return any(last is not None and last.same_as(iv.var) and int(iv.iter_type) == 2 for iv in blk.iter_vars)
 
 
 def _is_mac(blk) -> bool:
@@ -222,7 +247,7 @@ class _Emit:
 
 
 class _Ref(str):
-    """A name bound by an earlier line (printed bare)."""
+    """A name bound by an earlier line, or an index-map lambda (printed bare)."""
 
 
 def _literal(v) -> str:
@@ -230,7 +255,9 @@ def _literal(v) -> str:
         return str(v)
     if isinstance(v, str):
         return f'"{v}"'
-    if isinstance(v, (list, tuple)):
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_literal(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    if isinstance(v, list):
         return "[" + ", ".join(_literal(x) for x in v) + "]"
     return repr(v)
 
@@ -284,16 +311,28 @@ def _staged_program(st: _Structure, c: Choices) -> str:
 
 def _gemm_program(st: _Structure, api: _Api, mma: _Intrinsic, c: Choices) -> str:
     """Tile the GEMM, stage A and B into the intrinsic's operand scopes, accumulate in its
-    C scope, tensorize the fractal loops, write the result out."""
+    C scope, tensorize the fractal loops, write the result out.
+
+    Extents that are not whole fractals of the intrinsic (M = 1, N = 1000, K = 776, ...) are
+    padded up to them with ``pad_einsum``: the zero pads are filled by the operands' first
+    staging copy and the padded result is cropped by its consumer. An operand stored the
+    other way round from the intrinsic's (B as [n, k] in A @ B^T) is transposed by the
+    layout of its copy in the operand scope."""
     e = _Emit()
     g = st.gemm
     fm, fk = mma.operands["A"][1]
     fn = mma.operands["B"][1][1]
     a_scope, b_scope, c_scope = (mma.operands[x][2] for x in "ABC")
     (bc,) = e("get_sblock", 1, name=g.name)
+    m, n, kk = g.extents[-3:]
+    pads, crop = [None, None], None
+    if m % fm or n % fn or kk % fk:
+        padding = [1] * (len(g.extents) - 3) + [fm, fn, fk]
+        e("pad_einsum", block=_Ref(bc), padding=padding)
+        pads, crop = st.padded_blocks(padding)
+        m, n, kk = (-(-x // f) * f for x, f in ((m, fm), (n, fn), (kk, fk)))
     loops = e("get_loops", len(g.extents), block=_Ref(bc))
     outer, (i, j, k) = loops[:-3], loops[-3:]
-    m, n, kk = g.extents[-3:]
     tiles = [_fit(m, max(fm, c.k * 2 if c.rows > 8 else 64)), _fit(n, max(fn, c.cols // 2)), _fit(kk, max(fk, c.k))]
     io, ii = e("split", 2, loop=_Ref(i), factors=[None, tiles[0]])
     jo, ji = e("split", 2, loop=_Ref(j), factors=[None, tiles[1]])
@@ -302,10 +341,14 @@ def _gemm_program(st: _Structure, api: _Api, mma: _Intrinsic, c: Choices) -> str
     jio, jif = e("split", 2, loop=_Ref(ji), factors=[None, fn])
     kio, kif = e("split", 2, loop=_Ref(ki), factors=[None, fk])
     e("reorder", 0, *map(_Ref, outer), *map(_Ref, (io, jo, ko, iio, jio, kio, iif, jif, kif)))
-    cast = [b for b in st.blocks if b.name != g.name and g.writes[0] in b.reads]
-    if cast:
+    cast = [b.name for b in st.blocks if b.name != g.name and g.writes[0] in b.reads]
+    if crop is not None and cast:  # the cast reads the padded result directly
+        (bp,) = e("get_sblock", 1, name=crop)
+        e("compute_inline", block=_Ref(bp))
+    consumer = cast[0] if cast else crop
+    if consumer is not None:
         e("set_scope", block=_Ref(bc), buffer_index=0, storage_scope=c_scope)
-        (bd,) = e("get_sblock", 1, name=cast[0].name)
+        (bd,) = e("get_sblock", 1, name=consumer)
         if c.via_stage:
             (w,) = e("cache_write", 1, block=_Ref(bd), write_buffer_index=0, storage_scope=c.stage)
             e("reverse_compute_at", block=_Ref(bd), loop=_Ref(jo))
@@ -315,16 +358,23 @@ def _gemm_program(st: _Structure, api: _Api, mma: _Intrinsic, c: Choices) -> str
     else:
         (w,) = e("cache_write", 1, block=_Ref(bc), write_buffer_index=0, storage_scope=c_scope)
         e("reverse_compute_at", block=_Ref(w), loop=_Ref(jo))
+    # the intrinsic takes A as [m, k] (reduction index last) and B as [k, n] (spatial last)
+    transposed = (not g.last_index_reduces[0], g.last_index_reduces[1])
     for idx, scope in ((0, a_scope), (1, b_scope)):
         staged = c.operand_stage not in (a_scope, b_scope, c_scope)
         if staged:
             (s1,) = e("cache_read", 1, block=_Ref(bc), read_buffer_index=idx, storage_scope=c.operand_stage)
         (s0,) = e("cache_read", 1, block=_Ref(bc), read_buffer_index=idx, storage_scope=scope)
+        if transposed[idx]:
+            e("transform_layout", block=_Ref(s0), buffer=("write", 0), index_map=_swap_last_two(g.read_ndims[idx]))
         e("compute_at", block=_Ref(s0), loop=_Ref(ko))
         if staged:
             e("compute_at", block=_Ref(s1), loop=_Ref(ko))
             if c.double:
                 e("annotate", block_or_loop=_Ref(s1), ann_key="double_buffer_scope", ann_val=0)
+        if pads[idx] is not None:  # zero pads filled on the first copy on chip
+            (bp,) = e("get_sblock", 1, name=pads[idx])
+            e("compute_inline", block=_Ref(bp))
     if c.decompose:
         (init,) = e("decompose_reduction", 1, block=_Ref(bc), loop=_Ref(ko))
     e("tensorize", block_or_loop=_Ref(iif), tensor_intrin=mma.name)
@@ -333,3 +383,10 @@ def _gemm_program(st: _Structure, api: _Api, mma: _Intrinsic, c: Choices) -> str
         (init_loops,) = e("get_loops", 1, block=_Ref(init))
         e.lines.append(f"sch.tensorize(block_or_loop={init_loops}[-2], tensor_intrin=\"{fill.name}\")")
     return e.text()
+
+
+def _swap_last_two(ndim: int) -> _Ref:
+    """The index map of a copy that stores a buffer with its last two dimensions swapped."""
+    idx = [f"i{d}" for d in range(ndim)]
+    out = idx[:-2] + [idx[-1], idx[-2]]
+    return _Ref(f"lambda {', '.join(idx)}: ({', '.join(out)})")

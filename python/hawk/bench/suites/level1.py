@@ -28,6 +28,13 @@ WORKLOADS = [
     # --- matmul variants (fp16) ----------------------------------------------------------
     ops.matmul("matmul_tall_skinny_lora", 2048, 64, 256, model="LLaMA LoRA down-projection, rank 64, 2048 tokens (scaled)"),
     ops.batch_matmul("bmm_llama_pv", 8, 128, 64, 128, model="LLaMA attention P @ V, 8 heads, seq 128"),
+    ops.matmul_nt("matmul_nt_bert_qkv", 128, 256, 768, model="BERT-base Q projection, nn.Linear [out, in] weight (N scaled)"),
+    # M = 1 has the blocks of "matmul" but its own op: GEMV is a separate kernel kind, and the
+    # edge-like vendor GEMM only takes whole 8x8x8 MAC tiles (davinci-like pads M to 16).
+    ops.matmul("matvec_llama_decode", 1, 1024, 1024, op="matvec",
+               model="LLaMA-7B decode step q_proj, one token (scaled)"),
+    ops.matmul("matmul_resnet_fc", 8, 1000, 512, model="ResNet-18 classifier fc 512->1000, batch 8"),
+    ops.matmul("matmul_bert_seq104", 104, 768, 776, model="BERT-base dense, seq 104, K 776 (M, K not multiples of 16)"),
     # --- activations ---------------------------------------------------------------------
     ops.unary("silu_llama", "silu", 128, 2752, model="LLaMA-7B MLP gate (11008/4)"),
     ops.unary("sigmoid_mobilenet_se", "sigmoid", 64, 960, model="MobileNetV3 squeeze-excite gate"),
@@ -66,20 +73,4 @@ WORKLOADS = [
     ops.transpose("transpose_llama_heads", 128, 1024, model="LLaMA [seq, hidden] -> [hidden, seq]"),
     ops.resize_nearest("resize_fpn_2x", 1, 14, 14, 256, 2, model="ResNet-FPN top-down 2x nearest upsample"),
     ops.embedding("embedding_bert", 4096, 768, 128, model="BERT-base word embeddings (vocab scaled), 128 tokens"),
-]
-
-# GEMM variants the offline proposer cannot schedule yet (tests/propose/test_propose_offline.py
-# requires an admitted program for every level1 workload): A @ B^T does not match the
-# mma intrinsic's [k, n] operand, and M = 1 or shapes that are not whole 16x16 (davinci-like)
-# or 8x8 (edge-like) fractals need padding, which it never emits. The numpy references are
-# checked in tests/bench/test_bench_suites.py; move these into WORKLOADS once the proposer
-# handles them (davinci-like's vendor GEMM already pads M = 1 and irregular shapes).
-PENDING = [
-    ops.matmul_nt("matmul_nt_bert_qkv", 128, 256, 768, model="BERT-base Q projection, nn.Linear [out, in] weight (N scaled)"),
-    # M = 1 has the blocks of "matmul" but its own op: GEMV is a separate kernel kind, and the
-    # edge-like vendor GEMM only takes whole 8x8x8 MAC tiles (davinci-like pads M to 16).
-    ops.matmul("matvec_llama_decode", 1, 1024, 1024, op="matvec",
-               model="LLaMA-7B decode step q_proj, one token (scaled)"),
-    ops.matmul("matmul_resnet_fc", 8, 1000, 512, model="ResNet-18 classifier fc 512->1000, batch 8"),
-    ops.matmul("matmul_bert_seq104", 104, 768, 776, model="BERT-base dense, seq 104, K 776 (M, K not multiples of 16)"),
 ]
