@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import tvm
@@ -10,6 +11,7 @@ from .intrinsics import intrinsics
 from .spec import HardwareSpec
 
 _tagged: dict[str, str] = {}
+_OPERAND = re.compile(r"(\w): (\w+)\[([\d, ]+)\] @ ([\w.]+)")
 
 
 def target_config(spec: HardwareSpec) -> dict:
@@ -48,6 +50,12 @@ class ApiView:
         lines = [f"target: {self.target}", "memory scopes: " + ", ".join(self.scopes), "intrinsics:"]
         lines += [f"  {sig}" for sig in self.signatures]
         return "\n".join(lines)
+
+    def operands(self, intrinsic: str) -> dict[str, tuple[str, tuple[int, ...], str]]:
+        """An intrinsic's operands as read off its signature: letter -> (dtype, shape, scope)."""
+        sig = self.signatures[self.intrinsics.index(intrinsic)]
+        return {m.group(1): (m.group(2), tuple(int(x) for x in m.group(3).split(",")), m.group(4))
+                for m in _OPERAND.finditer(sig)}
 
 
 def api_view(spec: HardwareSpec) -> ApiView:

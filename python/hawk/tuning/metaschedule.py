@@ -1,0 +1,126 @@
+"""The MetaSchedule baseline: stock tuning of one workload for the NPU model.
+
+``ms.tune_tir`` with the stock evolutionary search, tile-size mutator and XGBModel, over the
+NPU design space (``hawk.tuning.space``), measured by the NPU builder/runner
+(``hawk.tuning.measure``), at a given trial budget. The fastest candidates are then run on
+the host against the reference, fastest first, until one is correct: the baseline is
+legal and correct like every kernel Hawk reports. A failure anywhere is a value.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from tvm import s_tir
+from tvm.s_tir import meta_schedule as ms
+
+from ..ir.workload import Workload
+from ..npu import api_view, register_intrinsics, target
+from ..npu.spec import HardwareSpec
+from ..runtime.execute import DEFAULT_TIMEOUT_S, DEFAULT_TRIALS, HostWorker, execute
+from ..runtime.timing import time_kernel
+from .measure import ArtifactStore, NpuBuilder, NpuRunner, measure_callbacks
+from .space import NpuSpace, VectorizeInner
+
+TRIALS_PER_ROUND = 10  # candidates measured between cost-model updates
+POPULATION = 64  # evolutionary search population (stock default 512 is sized for thousands of trials)
+CHECK_BEST = 3  # fastest candidates tried on the host before giving up
+
+
+@dataclass
+class MetaScheduleResult:
+    """What MetaSchedule found: ``module``/``cycles`` are set when a legal, correct kernel exists."""
+
+    trials: int = 0  # candidates measured (built)
+    legal_trials: int = 0  # of those, the ones verify passed
+    cycles: int | None = None
+    module: object | None = field(default=None, repr=False)
+    legal: bool = False
+    correct: bool = False
+    wall_s: float = 0.0
+    error: str = ""  # why there is no kernel
+
+    def to_dict(self) -> dict:
+        return {"legal": self.legal, "correct": self.correct, "cycles": self.cycles, "trials": self.trials,
+                "legal_trials": self.legal_trials, "wall_s": round(self.wall_s, 3), "error": self.error}
+
+
+def space_generator(spec: HardwareSpec) -> ms.space_generator.ScheduleFn:
+    """The NPU design space as a stock ``ScheduleFn`` with MetaSchedule's tile-size mutator."""
+    return ms.space_generator.ScheduleFn(
+        NpuSpace(api_view(spec)), sch_rules=[], postprocs=[VectorizeInner()],
+        mutator_probs={ms.mutator.MutateTileSize(): 1.0})
+
+
+def tune_metaschedule(workload: Workload, spec: HardwareSpec, *, budget: int = 30, seed: int = 0,
+                      trials: int = DEFAULT_TRIALS, exec_timeout: float = DEFAULT_TIMEOUT_S,
+                      worker: HostWorker | None = None) -> MetaScheduleResult:
+    start = time.perf_counter()
+    result = MetaScheduleResult()
+    try:
+        records = _tune(workload, spec, budget, seed, result)
+        _pick_best(records, workload, spec, result, trials=trials, seed=seed,
+                   timeout=exec_timeout, worker=worker)
+    except Exception as err:  # noqa: BLE001 -- the baseline failing is a result, not a crash
+        result.error = f"{type(err).__name__}: {err}"
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+def _tune(workload, spec, budget, seed, result) -> list:
+    register_intrinsics(spec)
+    store = ArtifactStore()
+    _reset_logging()
+    with tempfile.TemporaryDirectory(prefix="hawk-ms-") as work_dir:
+        database = ms.tune_tir(
+            workload.module(), target(spec), work_dir, max_trials_global=budget,
+            num_trials_per_iter=min(budget, TRIALS_PER_ROUND),
+            builder=NpuBuilder(spec, store), runner=NpuRunner(spec, store),
+            database=ms.database.MemoryDatabase(), measure_callbacks=measure_callbacks(),
+            cost_model=ms.cost_model.XGBModel(num_warmup_samples=min(budget, TRIALS_PER_ROUND)),
+            space=space_generator(spec),
+            strategy=ms.search_strategy.EvolutionarySearch(population_size=POPULATION, init_min_unmeasured=POPULATION // 4),
+            seed=seed, num_tuning_cores=1)
+        _reset_logging()  # closes the log files before their directory goes
+    result.trials, result.legal_trials = store.built, store.legal
+    timed = [r for r in database.get_all_tuning_records() if r.run_secs and float(r.run_secs[0]) < 1e9]
+    return sorted(timed, key=lambda r: float(r.run_secs[0]))
+
+
+def _reset_logging() -> None:
+    """Warnings only, and no handlers left from an earlier run: MetaSchedule re-reads the
+    names of its logger's handlers on every tune_tir (an unnamed one breaks it) and opens a
+    log file in the work directory each time."""
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.setLevel(logging.WARNING)
+
+
+def _pick_best(records, workload, spec, result, **run) -> None:
+    if not records:
+        result.error = f"no legal candidate in {result.trials} trials"
+        return
+    result.legal = True
+    seen = set()
+    for record in records:
+        if len(seen) == CHECK_BEST:
+            break
+        sch = s_tir.Schedule(workload.module())
+        record.trace.apply_to_schedule(sch, remove_postproc=False)
+        key = sch.mod.script()
+        if key in seen:  # the same kernel measured twice
+            continue
+        seen.add(key)
+        outcome = execute(sch.mod, workload, **run)
+        if outcome.status == "ok":
+            result.correct = True
+            result.module = sch.mod
+            result.cycles = time_kernel(sch.mod, spec, workload).cycles
+            result.error = ""
+            return
+        result.error = f"fastest candidates wrong on the host: {outcome.status}: {outcome.message}"
