@@ -193,6 +193,21 @@ def test_harness_failures_become_outcomes(davinci, worker, ref, monkeypatch):
     assert result.best is ok and result.first_solved_at == 4 and result.solved
 
 
+def test_a_repeated_correct_kernel_is_run_on_the_host_once(davinci, worker, ref, monkeypatch):
+    program, _ = ref
+    runs = []
+    real_execute = loop_mod.execute
+
+    def counting_execute(module, workload, **kw):
+        runs.append(module)
+        return real_execute(module, workload, **kw)
+
+    monkeypatch.setattr(loop_mod, "execute", counting_execute)
+    result = tune(relu(), davinci, Scripted(program), budget=3, worker=worker, trials=1)
+    assert [c.outcome for c in result.candidates] == ["ok"] * 3
+    assert len(runs) == 1 and len({c.cycles for c in result.candidates}) == 1
+
+
 def test_tvmscript_proposals_are_admitted_in_the_sandbox(davinci, worker, ref):
     _, module = ref
     script = module.script()

@@ -222,10 +222,11 @@ def tune(workload: Workload, spec: HardwareSpec, proposer: Proposer, *, budget: 
         worker = HostWorker()
     try:
         feedback: Feedback | None = None
+        executed: dict[str, object] = {}  # kernel text -> passing ExecResult: a repeat is not rebuilt
         for iteration in range(budget):
             task = Task.for_target(workload, spec, feedback)
             cand = _evaluate(task, workload, spec, proposer, iteration, seed=seed, worker=worker,
-                             trials=trials, timeout=timeout)
+                             trials=trials, timeout=timeout, executed=executed)
             result.candidates.append(cand)
             # a candidate with nothing to show leaves the previous feedback in place
             feedback = cand.feedback() or feedback
@@ -238,12 +239,13 @@ def tune(workload: Workload, spec: HardwareSpec, proposer: Proposer, *, budget: 
 
 
 def _evaluate(task: Task, workload: Workload, spec: HardwareSpec, proposer: Proposer, iteration: int, *,
-              seed: int, worker: HostWorker, trials: int, timeout: float) -> Candidate:
+              seed: int, worker: HostWorker, trials: int, timeout: float, executed: dict) -> Candidate:
     """One candidate, from proposal to cycles; every failure is recorded on it."""
     cand = Candidate(iteration)
     start = time.perf_counter()
     try:
-        _run(cand, task, workload, spec, proposer, seed=seed, worker=worker, trials=trials, timeout=timeout)
+        _run(cand, task, workload, spec, proposer, seed=seed, worker=worker, trials=trials, timeout=timeout,
+             executed=executed)
     except Exception as err:  # noqa: BLE001 - a bug for one candidate must not end the search
         cand.outcome = INTERNAL_ERROR
         cand.error = f"{cand.stage}: {_one_line(err)}"
@@ -252,7 +254,7 @@ def _evaluate(task: Task, workload: Workload, spec: HardwareSpec, proposer: Prop
 
 
 def _run(cand: Candidate, task: Task, workload: Workload, spec: HardwareSpec, proposer: Proposer, *,
-         seed: int, worker: HostWorker, trials: int, timeout: float) -> None:
+         seed: int, worker: HostWorker, trials: int, timeout: float, executed: dict) -> None:
     cand.stage = "propose"
     try:
         proposal = proposer.propose(task, seed=seed, iteration=cand.iteration)
@@ -296,7 +298,12 @@ def _run(cand: Candidate, task: Task, workload: Workload, spec: HardwareSpec, pr
         return
 
     cand.stage = "execute"
-    res = execute(module, workload, trials=trials, seed=seed, timeout=timeout, worker=worker)
+    key = module.script()
+    res = executed.get(key)
+    if res is None:
+        res = execute(module, workload, trials=trials, seed=seed, timeout=timeout, worker=worker)
+        if res.correct:  # a hang or crash may be the machine's fault: only a pass is final
+            executed[key] = res
     cand.exec_status, cand.exec_message = res.status, res.message
     if not res.correct:
         cand.outcome = WRONG if res.status == "mismatch" else res.status
