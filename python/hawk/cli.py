@@ -19,6 +19,7 @@ class UsageError(Exception):
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for provenance
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
@@ -85,6 +86,25 @@ def _parser() -> argparse.ArgumentParser:
     llm.add_argument("--cache", metavar="DIR", help="response cache directory")
     llm.add_argument("--transcript", metavar="FILE", help="append every exchange to FILE (for replay:FILE)")
     u.set_defaults(func=cmd_tune)
+
+    b = sub.add_parser("bench", help="the loop against the reference kernels and MetaSchedule over a suite")
+    b.add_argument("--suite", required=True, help="built-in suite name or workload file")
+    b.add_argument("--target", required=True, help="preset name or spec file")
+    b.add_argument("--workload", action="append", metavar="NAME", help="only these workloads of the suite")
+    b.add_argument("--baselines", default="reference,metaschedule,loop",
+                   help="comma-separated subset of reference,metaschedule,loop (default: all)")
+    b.add_argument("--budget", type=int, default=30, help="trials per workload for MetaSchedule and the loop")
+    b.add_argument("--seeds", default="0", metavar="K[,K...]|N-M", help="seeds, e.g. 0,1,2 or 0-2 (default 0)")
+    b.add_argument("--llm", default="offline", metavar="offline|openai|replay:FILE", help="as for hawk tune")
+    b.add_argument("--trials", type=int, default=5, help="seeded input sets per host execution (default 5)")
+    b.add_argument("--exec-timeout", type=float, default=60.0, metavar="S")
+    b.add_argument("--json", metavar="OUT", help="write the result as JSON to OUT")
+    b.add_argument("--report", metavar="DIR", help="write report.md and PNG plots into DIR")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    for flag in ("--model", "--base-url", "--api-key-env", "--timeout", "--retries", "--cache", "--transcript"):
+        b.add_argument(flag, type=float if flag == "--timeout" else int if flag == "--retries" else str,
+                       help="as for hawk tune")
+    b.set_defaults(func=cmd_bench)
     return p
 
 
@@ -385,6 +405,90 @@ def cmd_tune(args) -> int:
     return EXIT_OK if all(e["solved"] for e in entries) else EXIT_FAIL
 
 
+def cmd_bench(args) -> int:
+    import shlex
+
+    from .bench.harness import BASELINES, provenance, run_bench
+    from .bench.suites import load_suite
+    from .npu import load_spec
+
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    wrong = [b for b in baselines if b not in BASELINES]
+    if wrong or not baselines:
+        raise UsageError(f"--baselines takes a subset of {','.join(BASELINES)}, not {args.baselines!r}")
+    if args.budget < 1 or args.trials < 1 or args.exec_timeout <= 0:
+        raise UsageError("--budget and --trials must be at least 1, --exec-timeout positive")
+    seeds = _parse_seeds(args.seeds)
+    spec = load_spec(args.target)
+    workloads = list(load_suite(args.suite))
+    if args.workload:
+        missing = sorted(set(args.workload) - {w.name for w in workloads})
+        if missing:
+            raise UsageError(f"not in suite {args.suite}: {', '.join(missing)}")
+        workloads = [w for w in workloads if w.name in args.workload]
+    proposer, client = _make_proposer(args)
+    # the offline proposer keeps per-workload state: a fresh one per run keeps seeds independent
+    make_proposer = (lambda: _make_proposer(args)[0]) if args.llm == "offline" else (lambda: proposer)
+    command = "hawk " + " ".join(shlex.quote(a) for a in (args.argv or []))
+    prov = provenance(command, suite=str(args.suite), target=spec.name, llm=args.llm, budget=args.budget,
+                      seeds=seeds, trials=args.trials)
+    result = run_bench(workloads, spec, make_proposer=make_proposer if "loop" in baselines else None,
+                       baselines=baselines, budget=args.budget, seeds=seeds, trials=args.trials,
+                       exec_timeout=args.exec_timeout, provenance=prov, progress=not args.quiet)
+    usage = getattr(client, "usage", None)
+    if usage is not None:
+        from dataclasses import asdict
+
+        result["llm_usage"] = asdict(usage)
+    _print_bench_summary(result)
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        except OSError as err:
+            raise UsageError(f"cannot write {args.json}: {err.strerror or err}") from None
+    if args.report:
+        from .bench.report import write_report
+
+        try:
+            print(f"report: {write_report(result, args.report)}")
+        except OSError as err:
+            raise UsageError(f"cannot write the report into {args.report}: {err.strerror or err}") from None
+    return EXIT_OK
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        if "-" in text.strip("-"):
+            lo, hi = (int(x) for x in text.split("-", 1))
+            seeds = list(range(lo, hi + 1))
+        else:
+            seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds takes K,K,... or N-M, not {text!r}") from None
+    if not seeds:
+        raise UsageError(f"--seeds {text!r} names no seed")
+    return seeds
+
+
+def _print_bench_summary(result: dict) -> None:
+    from .bench.report import fmt_pct, fmt_stats
+
+    s = result["summary"]
+    print(f"\n{s['workloads']} workloads x {len(result['provenance'].get('seeds', [0]))} seed(s) "
+          f"in {result['wall_s']:.0f} s")
+    for name, label in (("loop", "Hawk loop"), ("metaschedule", "MetaSchedule"), ("reference", "reference")):
+        part = s.get(name)
+        if not part:
+            continue
+        rate = f"compile {fmt_pct(part['compile_rate'])}, " if "compile_rate" in part else ""
+        print(f"  {label:13s} {rate}accuracy {fmt_pct(part['accuracy'])}, "
+              f"roofline {fmt_pct(part['roofline_fraction'])} (geomean)")
+    sp = s["speedup"]
+    print(f"  loop speedup vs reference {fmt_stats(sp['vs_reference'])}, "
+          f"vs MetaSchedule {fmt_stats(sp['vs_metaschedule'])}; "
+          f"MetaSchedule vs reference {fmt_stats(sp['metaschedule_vs_reference'])}")
+
+
 def _make_proposer(args):
     """(proposer, LLM client or None) for ``--llm``; the proposer modules load only when asked for."""
     import os
@@ -451,7 +555,9 @@ def _tune_entry(result, workload, spec) -> dict:
     """The JSON entry of one workload: the loop's result plus reference and roofline cycles."""
     entry = result.to_dict()
     ref_cycles, note = _reference_cycles(workload, spec)
-    roof = _roofline_cycles(workload, spec)
+    from .bench.harness import roofline_cycles
+
+    roof = roofline_cycles(workload, spec)
     speedup = (ref_cycles / entry["cycles"]) if ref_cycles and entry["cycles"] else None
     return {"name": entry.pop("name"), "category": workload.category, **entry,
             "reference_cycles": ref_cycles, "reference_note": note, "roofline_cycles": roof,
@@ -468,15 +574,6 @@ def _reference_cycles(workload, spec) -> tuple[int | None, str]:
         return time_kernel(reference_kernel(workload, spec), spec, workload).cycles, ""
     except Exception as err:  # noqa: BLE001 - a broken reference costs the comparison only
         return None, f"the reference could not be timed: {type(err).__name__}: {err}"
-
-
-def _roofline_cycles(workload, spec) -> int | None:
-    from .runtime.roofline import roofline
-
-    try:
-        return roofline(workload, spec).cycles
-    except Exception:  # noqa: BLE001 - the roofline is context, not a result
-        return None
 
 
 def _tune_summary(entries: list[dict]) -> dict:

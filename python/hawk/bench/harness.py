@@ -1,0 +1,190 @@
+"""``hawk bench``: every baseline on every workload of a suite, over several seeds.
+
+Per workload: the roofline; the vendor reference kernel (verified, run on the host, timed;
+"none" where the library has no kernel, never an invented one); per seed the
+MetaSchedule baseline (``hawk.tuning``) and Hawk's generation loop (``hawk.search``), both
+at the same trial budget on the same NPU model and inputs. The result is one JSON-able
+dict (schema in ``hawk.bench.report``); ``summarize`` computes the summary.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..ir.workload import Workload
+from ..npu import register_intrinsics
+from ..npu.spec import HardwareSpec
+from ..runtime.execute import DEFAULT_TIMEOUT_S, DEFAULT_TRIALS, HostWorker, execute
+from ..runtime.roofline import roofline
+from ..runtime.timing import time_kernel
+from ..runtime.verify import verify
+from .report import summarize
+
+BASELINES = ("reference", "metaschedule", "loop")
+
+
+def reference_entry(workload: Workload, spec: HardwareSpec, *, trials: int = DEFAULT_TRIALS,
+                    timeout: float = DEFAULT_TIMEOUT_S, worker: HostWorker | None = None) -> dict:
+    """The vendor kernel judged like any candidate: status none, error, illegal, wrong or ok."""
+    from .reference import has_reference, reference_kernel
+
+    if not has_reference(workload, spec):
+        return {"status": "none", "cycles": None, "message": f"no reference kernel for op {workload.op!r}"}
+    try:
+        kernel = reference_kernel(workload, spec)
+        faults = verify(kernel, spec)
+        if faults:
+            return {"status": "illegal", "cycles": None, "message": faults[0].log}
+        outcome = execute(kernel, workload, trials=trials, timeout=timeout, worker=worker)
+        if outcome.status != "ok":
+            return {"status": "wrong", "cycles": None, "message": f"{outcome.status}: {outcome.message}"}
+        return {"status": "ok", "cycles": time_kernel(kernel, spec, workload).cycles, "message": ""}
+    except Exception as err:  # noqa: BLE001 -- a broken reference costs its comparison only
+        return {"status": "error", "cycles": None, "message": f"{type(err).__name__}: {err}"}
+
+
+def roofline_cycles(workload: Workload, spec: HardwareSpec) -> int | None:
+    try:
+        return roofline(workload, spec).cycles
+    except Exception:  # noqa: BLE001 -- the roofline is context, not a result
+        return None
+
+
+def loop_entry(result) -> dict:
+    """One seed of the generation loop (a ``TuneResult``) in the bench schema."""
+    best = result.best
+    return {"legal": best is not None and best.legal, "correct": best is not None and best.correct,
+            "cycles": best.cycles if best else None, "iterations": result.iterations,
+            "llm_calls": result.llm_calls, "pass_at_1": result.pass_at_1,
+            "legal_candidates": sum(c.legal for c in result.candidates),
+            "wall_s": round(sum(c.wall_s for c in result.candidates), 3),
+            "best_program": best.text if best else None}
+
+
+def run_bench(workloads: list[Workload], spec: HardwareSpec, *, make_proposer: Callable | None = None,
+              baselines=BASELINES, budget: int = 30, seeds=(0,), trials: int = DEFAULT_TRIALS,
+              exec_timeout: float = DEFAULT_TIMEOUT_S, provenance: dict | None = None,
+              progress: bool = True) -> dict:
+    """Run the chosen baselines; ``make_proposer()`` gives a fresh proposer per (workload, seed)."""
+    from tqdm import tqdm
+
+    from ..search import tune
+    from ..tuning import tune_metaschedule
+
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {sorted(unknown)}; choose from {', '.join(BASELINES)}")
+    if "loop" in baselines and make_proposer is None:
+        raise ValueError("the loop baseline needs make_proposer")
+    register_intrinsics(spec)
+    start = time.perf_counter()
+    tuned = [b for b in baselines if b in ("metaschedule", "loop")]
+    steps = len(workloads) * (("reference" in baselines) + len(tuned) * len(seeds))
+    entries = []
+    worker = HostWorker()
+    bar = tqdm(total=steps, desc=f"bench {spec.name}", unit="run", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True)
+    try:
+        for wl in workloads:
+            entry = {"name": wl.name, "category": wl.category, "model": wl.model, "op": wl.op,
+                     "roofline_cycles": roofline_cycles(wl, spec), "seeds": []}
+            if "reference" in baselines:
+                bar.set_postfix_str(f"{wl.name}: reference")
+                entry["reference"] = reference_entry(wl, spec, trials=trials, timeout=exec_timeout, worker=worker)
+                bar.update()
+            else:
+                entry["reference"] = {"status": "not run", "cycles": None, "message": ""}
+            for seed in seeds:
+                runs = {"seed": seed, "loop": None, "metaschedule": None}
+                if "metaschedule" in baselines:
+                    bar.set_postfix_str(f"{wl.name}: MetaSchedule, seed {seed}")
+                    ms = tune_metaschedule(wl, spec, budget=budget, seed=seed, trials=trials,
+                                           exec_timeout=exec_timeout, worker=worker)
+                    runs["metaschedule"] = ms.to_dict()
+                    bar.update()
+                if "loop" in baselines:
+                    bar.set_postfix_str(f"{wl.name}: loop, seed {seed}")
+                    result = tune(wl, spec, make_proposer(), budget=budget, seed=seed, worker=worker,
+                                  trials=trials, timeout=exec_timeout)
+                    runs["loop"] = loop_entry(result)
+                    bar.update()
+                entry["seeds"].append(runs)
+            _aggregate(entry)
+            entries.append(entry)
+            bar.write(_one_line(entry))
+    finally:
+        bar.close()
+        worker.close()
+    return {"provenance": provenance or {}, "baselines": list(baselines),
+            "wall_s": round(time.perf_counter() - start, 1), "workloads": entries,
+            "summary": summarize(entries, list(baselines), list(seeds))}
+
+
+def _median(values) -> int | None:
+    values = [v for v in values if v is not None]
+    return int(statistics.median(values)) if values else None
+
+
+def _aggregate(entry: dict) -> None:
+    """Per-workload figures over the seeds: cycles are medians over the seeds that solved it."""
+    loops = [s["loop"] for s in entry["seeds"] if s["loop"] is not None]
+    mss = [s["metaschedule"] for s in entry["seeds"] if s["metaschedule"] is not None]
+    solved = [r for r in loops if r["legal"] and r["correct"]]
+    entry["reference_cycles"] = entry["reference"]["cycles"]
+    entry["legal"] = bool(loops) and all(r["legal"] for r in loops)
+    entry["correct"] = bool(loops) and all(r["correct"] for r in loops)
+    entry["solved_seeds"] = len(solved)
+    entry["cycles"] = _median(r["cycles"] for r in solved)
+    entry["metaschedule_cycles"] = _median(r["cycles"] for r in mss if r["legal"] and r["correct"])
+    entry["iterations"] = round(statistics.mean(r["iterations"] for r in loops), 2) if loops else 0
+    entry["llm_calls"] = sum(r["llm_calls"] for r in loops)
+    entry["wall_s"] = round(sum(r["wall_s"] for r in loops), 3)
+
+
+def _one_line(e: dict) -> str:
+    def show(c):
+        return f"{c}" if c is not None else "-"
+
+    ref = e["reference"]
+    ref_s = show(ref["cycles"]) if ref["status"] == "ok" else ref["status"]
+    return (f"{e['name']:30s} ref {ref_s:>10s}  MetaSchedule {show(e['metaschedule_cycles']):>10s}  "
+            f"loop {show(e['cycles']):>10s}  roofline {show(e['roofline_cycles'])}")
+
+
+def provenance(command: str, *, suite: str, target: str, llm: str, budget: int, seeds, trials: int) -> dict:
+    """What produced a result: the command, its settings, the commit and the machine."""
+    import tvm
+
+    from .. import __version__
+
+    commit, dirty = _git_state()
+    return {"command": command, "suite": suite, "target": target, "llm": llm, "budget": budget,
+            "seeds": list(seeds), "trials": trials, "commit": commit, "dirty": dirty,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()}, {_cores()} cores, Python {platform.python_version()}",
+            "hawk_version": __version__, "tvm_version": tvm.__version__}
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _git_state() -> tuple[str, bool]:
+    root = Path(__file__).resolve().parents[3]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+    return commit or "unknown (not a git checkout)", dirty
