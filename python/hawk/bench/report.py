@@ -233,7 +233,7 @@ def _provenance(result) -> str:
     rows = [["Suite", p.get("suite")], ["Target", p.get("target")], ["Proposer (LLM)", p.get("llm")],
             ["Budget (proposals per workload)", p.get("budget")],
             ["Seeds", ", ".join(str(s) for s in _seeds(result)) or None],
-            ["Trials (MetaSchedule)", p.get("trials")], ["Commit", commit], ["Date", p.get("date")],
+            ["Input sets per host check", p.get("trials")], ["Commit", commit], ["Date", p.get("date")],
             ["Machine", p.get("machine")],
             ["Versions", f"hawk {p.get('hawk_version', '?')}, TVM {p.get('tvm_version', '?')}"],
             ["Total wall time", fmt_duration(result.get("wall_s"))]]
