@@ -29,7 +29,6 @@ from .proposer import PROGRAM, Proposal, Proposer
 TILES = (16, 32, 64, 128, 256, 512)
 ROW_TILES = (1, 2, 4, 8, 16, 32, 64)
 VECTOR_WIDTHS = (16, 32, 64, 128)
-_SIGNATURE = re.compile(r"(\w): (\w+)\[([\d, ]+)\] @ ([\w.]+)")
 _SCOPE_FAULTS = ("ILLEGAL_PATH", "UNIT_SCOPE")
 
 
@@ -82,11 +81,7 @@ class _Intrinsic:
 class _Api:
     def __init__(self, view):
         self.onchip = [s for s in view.scopes if s != "global"]
-        self.intrinsics = []
-        for name, sig in zip(view.intrinsics, view.signatures):
-            ops = {m.group(1): (m.group(2), tuple(int(x) for x in m.group(3).split(",")), m.group(4))
-                   for m in _SIGNATURE.finditer(sig)}
-            self.intrinsics.append(_Intrinsic(name, ops))
+        self.intrinsics = [_Intrinsic(name, view.operands(name)) for name in view.intrinsics]
 
     def mma_for(self, dtype):
         return next((i for i in self.intrinsics if ".mma_" in i.name and i.operands.get("A", ("",))[0] == dtype),
