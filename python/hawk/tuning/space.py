@@ -70,6 +70,19 @@ def _blocks(sch: s_tir.Schedule) -> list[_Block]:
     return found
 
 
+def _operands_row_major(block) -> bool:
+    """A[.., i, k] x B[.., k, j], the layout the mma intrinsic reads (checked here because a
+    failed tensorize prints the whole IR to stderr)."""
+    *_, i, j, k = (iv.var for iv in block.iter_vars)
+    product = block.body.value.b
+    loads = [x.value if isinstance(x, tirx.Cast) else x for x in (product.a, product.b)]
+    try:
+        (a_row, a_col), (b_row, b_col) = (ld.indices[-2:] for ld in loads)
+    except (AttributeError, ValueError):
+        return False
+    return all(x.same_as(y) for x, y in ((a_row, i), (a_col, k), (b_row, k), (b_col, j)))
+
+
 class NpuSpace:
     """``ScheduleFn`` body: ``space(sch)`` returns the sketches that could be built."""
 
@@ -109,6 +122,8 @@ class NpuSpace:
         (fm, fk), fn = ops["A"][1], ops["B"][1][1]
         m, n, k = (int(sch.get(lp).extent) for lp in sch.get_loops(sch.get_sblock(gemm.name))[-3:])
         if m % fm or n % fn or k % fk:  # the intrinsic does not tile it; MetaSchedule has no padding sketch
+            return []
+        if not _operands_row_major(sch.get(sch.get_sblock(gemm.name))):  # e.g. A @ B^T: no layout sketch
             return []
         scopes = {ops[x][2] for x in "ABC"}
         through = [None] + [s for s in self.onchip if s not in scopes]
