@@ -9,6 +9,7 @@ from hawk.bench.reference import reference_kernel
 from hawk.bench.suites import find_workload, load_suite
 from hawk.npu import api_view
 from hawk.npu.spec import with_capacity
+from hawk.propose.program import apply_program
 from hawk.runtime.timing import time_kernel
 from hawk.runtime.verify import verify
 from hawk.tuning import ArtifactStore, NpuBuilder, NpuRunner, NpuSpace, tune_metaschedule
@@ -108,6 +109,9 @@ def test_metaschedule_finds_a_legal_correct_kernel(davinci):
     assert verify(result.module, davinci) == []
     assert result.cycles == time_kernel(result.module, davinci, wl).cycles
     assert set(result.to_dict()) >= {"legal", "correct", "cycles", "trials", "legal_trials", "wall_s", "error"}
+    # the kernel comes back as a schedule program that rebuilds it through admission
+    rebuilt = apply_program(result.program, wl.module())
+    assert rebuilt.ok and tvm_ffi.structural_equal(rebuilt.module, result.module)
 
 
 def test_metaschedule_with_nothing_legal_is_a_value_not_an_exception(davinci):

@@ -20,6 +20,7 @@ from tvm.s_tir import meta_schedule as ms
 from ..ir.workload import Workload
 from ..npu import api_view, register_intrinsics, target
 from ..npu.spec import HardwareSpec
+from ..propose.program import program_from_trace
 from ..runtime.execute import DEFAULT_TIMEOUT_S, DEFAULT_TRIALS, HostWorker, execute
 from ..runtime.timing import time_kernel
 from .measure import ArtifactStore, NpuBuilder, NpuRunner, measure_callbacks
@@ -38,6 +39,7 @@ class MetaScheduleResult:
     legal_trials: int = 0  # of those, the ones verify passed
     cycles: int | None = None
     module: object | None = field(default=None, repr=False)
+    program: str | None = None  # the best kernel as a schedule program (``hawk run --kernel``)
     legal: bool = False
     correct: bool = False
     wall_s: float = 0.0
@@ -45,7 +47,8 @@ class MetaScheduleResult:
 
     def to_dict(self) -> dict:
         return {"legal": self.legal, "correct": self.correct, "cycles": self.cycles, "trials": self.trials,
-                "legal_trials": self.legal_trials, "wall_s": round(self.wall_s, 3), "error": self.error}
+                "legal_trials": self.legal_trials, "wall_s": round(self.wall_s, 3), "error": self.error,
+                "best_program": self.program}
 
 
 def space_generator(spec: HardwareSpec) -> ms.space_generator.ScheduleFn:
@@ -90,6 +93,13 @@ def _tune(workload, spec, budget, seed, result) -> list:
     return sorted(timed, key=lambda r: float(r.run_secs[0]))
 
 
+def _program(trace) -> str | None:
+    try:
+        return program_from_trace(trace)
+    except ValueError:
+        return None
+
+
 def _reset_logging() -> None:
     """Warnings only, and no handlers left from an earlier run: MetaSchedule re-reads the
     names of its logger's handlers on every tune_tir (an unnamed one breaks it) and opens a
@@ -120,6 +130,7 @@ def _pick_best(records, workload, spec, result, **run) -> None:
         if outcome.status == "ok":
             result.correct = True
             result.module = sch.mod
+            result.program = _program(sch.trace)
             result.cycles = time_kernel(sch.mod, spec, workload).cycles
             result.error = ""
             return
