@@ -40,6 +40,10 @@ def test_bench_reference_and_loop_over_two_seeds(edge):
     assert summary["workloads"] == 2 and summary["runs"] == 4
     assert summary["metaschedule"] is None
     assert 0 <= summary["loop"]["accuracy"] <= 1
+    for seed in summary["per_seed"]:  # each seed's speedup says how many workloads it covers
+        solved = sum(1 for w in result["workloads"] for s in w["seeds"]
+                     if s["seed"] == seed["seed"] and s["loop"]["correct"])
+        assert seed["n_vs_reference"] == solved and seed["n_vs_metaschedule"] == 0
 
 
 def test_bench_metaschedule_baseline(davinci):

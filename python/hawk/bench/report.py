@@ -133,13 +133,15 @@ def _seed_summary(workloads, baselines, seed) -> dict:
 
     def speedup(slow):
         if slow not in baselines or "loop" not in baselines:
-            return None
-        return speedup_stats(workloads, slow, "loop",
-                             cyc=lambda w, m: seed_cycles(w, seed, m))["geomean"]
+            return {"geomean": None, "n": 0}
+        return speedup_stats(workloads, slow, "loop", cyc=lambda w, m: seed_cycles(w, seed, m))
+
+    vs_reference, vs_metaschedule = speedup("reference"), speedup("metaschedule")
+    # n: this seed's speedups cover the workloads both sides solved in this seed
     return {"seed": seed, "loop_accuracy": accuracy("loop"),
             "metaschedule_accuracy": accuracy("metaschedule"),
-            "speedup_vs_reference": speedup("reference"),
-            "speedup_vs_metaschedule": speedup("metaschedule")}
+            "speedup_vs_reference": vs_reference["geomean"], "n_vs_reference": vs_reference["n"],
+            "speedup_vs_metaschedule": vs_metaschedule["geomean"], "n_vs_metaschedule": vs_metaschedule["n"]}
 
 
 def summarize(workloads: list[dict], baselines: list[str], seeds: list[int]) -> dict:
@@ -307,7 +309,11 @@ def _seed_section(result, summary) -> str:
     per_seed = summary.get("per_seed") or []
     if not cols or not per_seed:
         return ""
-    rows = [[s.get("seed")] + [fmt(s.get(key)) for key, _, fmt, _ in cols] for s in per_seed]
+    def cell(s, key, fmt):
+        n = s.get(key.replace("speedup_", "n_"))
+        return fmt(s.get(key)) + (f" (n={n})" if key.startswith("speedup_") and n is not None else "")
+
+    rows = [[s.get("seed")] + [cell(s, key, fmt) for key, _, fmt, _ in cols] for s in per_seed]
     table = md_table(["Seed"] + [c[1] for c in cols], rows, right=set(range(1, len(cols) + 1)))
     spans = []
     for key, label, fmt, _ in cols:
