@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # the shell convention for SIGINT
 
 
 class UsageError(Exception):
@@ -453,6 +454,9 @@ def cmd_bench(args) -> int:
             print(f"report: {write_report(result, args.report)}")
         except OSError as err:
             raise UsageError(f"cannot write the report into {args.report}: {err.strerror or err}") from None
+    if result["interrupted"]:
+        print(f"interrupted: {len(result['workloads'])} of {len(workloads)} workloads finished", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_OK
 
 

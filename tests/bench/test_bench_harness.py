@@ -92,3 +92,25 @@ def test_cli_bench_bad_input_is_a_usage_error(args, message, capsys):
     code = main(["bench", "--suite", "smoke", "--target", "edge-like", "-q", *args])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_interrupted_bench_keeps_the_finished_workloads(edge, monkeypatch, tmp_path, capsys):
+    import hawk.search
+
+    real_tune = hawk.search.tune
+    calls = []
+
+    def tune_then_interrupt(*args, **kw):
+        calls.append(args[0].name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_tune(*args, **kw)
+
+    monkeypatch.setattr(hawk.search, "tune", tune_then_interrupt)
+    out = tmp_path / "partial.json"
+    code = main(["bench", "--suite", "smoke", "--target", "edge-like", "--baselines", "loop", "--budget", "1",
+                 "--json", str(out), "-q"])
+    assert code == 130
+    result = json.loads(out.read_text())
+    assert result["interrupted"] and [w["name"] for w in result["workloads"]] == [calls[0]]
+    assert "interrupted: 1 of 6" in capsys.readouterr().err

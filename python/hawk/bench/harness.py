@@ -72,7 +72,9 @@ def run_bench(workloads: list[Workload], spec: HardwareSpec, *, make_proposer: C
               baselines=BASELINES, budget: int = 30, seeds=(0,), trials: int = DEFAULT_TRIALS,
               exec_timeout: float = DEFAULT_TIMEOUT_S, provenance: dict | None = None,
               progress: bool = True) -> dict:
-    """Run the chosen baselines; ``make_proposer()`` gives a fresh proposer per (workload, seed)."""
+    """Run the chosen baselines; ``make_proposer()`` gives a fresh proposer per (workload, seed).
+
+    Interrupted (Ctrl-C), it returns the workloads finished so far with ``interrupted`` set."""
     from tqdm import tqdm
 
     from ..search import tune
@@ -119,12 +121,16 @@ def run_bench(workloads: list[Workload], spec: HardwareSpec, *, make_proposer: C
             _aggregate(entry)
             entries.append(entry)
             bar.write(_one_line(entry))
+    except KeyboardInterrupt:  # keep what is finished: a long run stopped by hand still reports
+        interrupted = True
+    else:
+        interrupted = False
     finally:
         bar.close()
         worker.close()
     return {"provenance": provenance or {}, "baselines": list(baselines),
-            "wall_s": round(time.perf_counter() - start, 1), "workloads": entries,
-            "summary": summarize(entries, list(baselines), list(seeds))}
+            "wall_s": round(time.perf_counter() - start, 1), "interrupted": interrupted,
+            "workloads": entries, "summary": summarize(entries, list(baselines), list(seeds))}
 
 
 def _median(values) -> int | None:
