@@ -78,14 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--exec-timeout", type=float, default=60.0, metavar="S",
                    help="seconds for build + run of one candidate on the host (default 60)")
     u.add_argument("-q", "--quiet", action="store_true", help="no per-iteration progress on stderr")
-    llm = u.add_argument_group("LLM endpoint (--llm openai; defaults from HAWK_LLM_* variables)")
-    llm.add_argument("--model")
-    llm.add_argument("--base-url")
-    llm.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
-    llm.add_argument("--timeout", type=float, metavar="S", help="seconds per LLM request")
-    llm.add_argument("--retries", type=int, metavar="N", help="attempts after the first")
-    llm.add_argument("--cache", metavar="DIR", help="response cache directory")
-    llm.add_argument("--transcript", metavar="FILE", help="append every exchange to FILE (for replay:FILE)")
+    _add_llm_flags(u)
     u.set_defaults(func=cmd_tune)
 
     b = sub.add_parser("bench", help="the loop against the reference kernels and MetaSchedule over a suite")
@@ -102,11 +95,20 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="OUT", help="write the result as JSON to OUT")
     b.add_argument("--report", metavar="DIR", help="write report.md and PNG plots into DIR")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    for flag in ("--model", "--base-url", "--api-key-env", "--timeout", "--retries", "--cache", "--transcript"):
-        b.add_argument(flag, type=float if flag == "--timeout" else int if flag == "--retries" else str,
-                       help="as for hawk tune")
+    _add_llm_flags(b)
     b.set_defaults(func=cmd_bench)
     return p
+
+
+def _add_llm_flags(parser) -> None:
+    llm = parser.add_argument_group("LLM endpoint (--llm openai; defaults from HAWK_LLM_* variables)")
+    llm.add_argument("--model")
+    llm.add_argument("--base-url")
+    llm.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
+    llm.add_argument("--timeout", type=float, metavar="S", help="seconds per LLM request")
+    llm.add_argument("--retries", type=int, metavar="N", help="attempts after the first")
+    llm.add_argument("--cache", metavar="DIR", help="response cache directory")
+    llm.add_argument("--transcript", metavar="FILE", help="append every exchange to FILE (for replay:FILE)")
 
 
 # --- targets ------------------------------------------------------------------------------
