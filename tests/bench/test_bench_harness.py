@@ -114,3 +114,15 @@ def test_interrupted_bench_keeps_the_finished_workloads(edge, monkeypatch, tmp_p
     result = json.loads(out.read_text())
     assert result["interrupted"] and [w["name"] for w in result["workloads"]] == [calls[0]]
     assert "interrupted: 1 of 6" in capsys.readouterr().err
+
+
+def test_loop_entry_separates_legal_from_correct():
+    from hawk.bench.harness import loop_entry
+    from hawk.search import Candidate, TuneResult
+
+    result = TuneResult("silu_f32", "davinci-like", "offline", 0, 2)
+    result.candidates = [Candidate(0, stage="verify", outcome="fault"),
+                         Candidate(1, stage="execute", outcome="wrong", exec_status="mismatch")]
+    entry = loop_entry(result)
+    assert entry["legal"] and not entry["correct"] and entry["cycles"] is None
+    assert entry["legal_candidates"] == 1 and entry["iterations"] == 2

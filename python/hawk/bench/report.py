@@ -275,7 +275,7 @@ def _summary_rows(result, summary) -> list[list]:
 def _summary_notes(result, summary) -> list[str]:
     present = result.get("baselines") or []
     notes = [(f"{summary.get('workloads', 0)} workloads x {len(_seeds(result))} seeds = "
-              f"{summary.get('runs', 0)} runs. Compile rate: runs whose final kernel is legal; "
+              f"{summary.get('runs', 0)} runs. Compile rate: runs that produced a kernel the NPU accepts (legal); "
               "accuracy: legal and correct; fractions of roofline and speedups are geometric "
               "means over the workloads both sides solved (n), using the median cycles over seeds.")]
     loop = summary.get("loop")
@@ -436,7 +436,7 @@ PLOT_TEXT = {
         "it needs the loop and a baseline both solving some workload"),
     "accuracy_by_category.png": (
         "Accuracy by category",
-        ("Per category, the share of workload-seed runs whose final kernel was legal and correct "
+        ("Per category, the share of workload-seed runs that produced a legal and correct kernel "
          "for each tuner that ran (Hawk loop, MetaSchedule), next to the share of workloads that "
          "have a reference kernel at all."),
         "it needs workloads and at least one method that ran"),
