@@ -554,16 +554,21 @@ def _grouped_offsets(k: int, height: float = 0.8) -> tuple[list[float], float]:
     return [-height / 2 + bar * (i + 0.5) for i in range(k)], bar
 
 
+def _bar_values(result, series, of):
+    """{(workload, series): of(workload, series)}, the workloads with any value (sorted for
+    plotting), and the values that exist."""
+    workloads = result.get("workloads") or []
+    value = {(w.get("name"), k): of(w, k) for w in workloads for k in series}
+    rows = [w for w in _sorted(workloads) if any(value[(w.get("name"), k)] is not None for k in series)]
+    return value, rows, [v for v in value.values() if v is not None]
+
+
 def _plot_speedup(result, out: Path) -> Path | None:
     present = result.get("baselines") or []
     bases = [b for b in ("reference", "metaschedule") if b in present and "loop" in present]
-    value = {(w.get("name"), b): ratio(cycles(w, b), cycles(w, "loop"))
-             for w in result.get("workloads") or [] for b in bases}
-    rows = [w for w in _sorted(result.get("workloads") or [])
-            if any(value[(w.get("name"), b)] is not None for b in bases)]
+    value, rows, vals = _bar_values(result, bases, lambda w, b: ratio(cycles(w, b), cycles(w, "loop")))
     if not rows:
         return None
-    vals = [v for v in value.values() if v is not None]
     lo, hi = _padded_log_limits(vals)
     fig, ax = _hbar_axes(rows, 0.16 + 0.14 * len(bases), "Hawk loop speedup against each baseline", result)
     offsets, bar = _grouped_offsets(len(bases))
@@ -640,13 +645,9 @@ def _plot_accuracy(result, out: Path) -> Path | None:
 
 def _plot_roofline(result, out: Path) -> Path | None:
     methods = [m for m in METHODS if m in (result.get("baselines") or [])]
-    value = {(w.get("name"), m): ratio(w.get("roofline_cycles"), cycles(w, m))
-             for w in result.get("workloads") or [] for m in methods}
-    rows = [w for w in _sorted(result.get("workloads") or [])
-            if any(value[(w.get("name"), m)] is not None for m in methods)]
+    value, rows, vals = _bar_values(result, methods, lambda w, m: ratio(w.get("roofline_cycles"), cycles(w, m)))
     if not rows:
         return None
-    vals = [v for v in value.values() if v is not None]
     fig, ax = _hbar_axes(rows, 0.16 + 0.12 * len(methods), "Fraction of the roofline bound reached", result)
     # Fractions span 1e-4..1: a linear axis hides everything below a few percent, so go
     # logarithmic as soon as some value is that small.
