@@ -381,7 +381,7 @@ def cmd_tune(args) -> int:
             progress = None if args.quiet else _progress(wl.name, args.budget)
             result = tune(wl, spec, proposer, budget=args.budget, seed=args.seed, worker=worker,
                           on_candidate=progress, trials=args.trials, timeout=args.exec_timeout)
-            entry = _tune_entry(result, wl, spec)
+            entry = _tune_entry(result, wl, spec, worker)
             entries.append(entry)
             _print_tune_entry(entry, out=sys.stderr if args.json == "-" else sys.stdout)
     finally:
@@ -557,29 +557,19 @@ def _progress(name: str, budget: int):
     return show
 
 
-def _tune_entry(result, workload, spec) -> dict:
-    """The JSON entry of one workload: the loop's result plus reference and roofline cycles."""
-    entry = result.to_dict()
-    ref_cycles, note = _reference_cycles(workload, spec)
-    from .bench.harness import roofline_cycles
+def _tune_entry(result, workload, spec, worker) -> dict:
+    """The JSON entry of one workload: the loop's result plus reference and roofline cycles.
+    The reference is judged as in ``hawk bench``: it counts only when legal and correct."""
+    from .bench.harness import reference_entry, roofline_cycles
 
-    roof = roofline_cycles(workload, spec)
+    entry = result.to_dict()
+    ref = reference_entry(workload, spec, worker=worker)
+    ref_cycles = ref["cycles"]
     speedup = (ref_cycles / entry["cycles"]) if ref_cycles and entry["cycles"] else None
     return {"name": entry.pop("name"), "category": workload.category, **entry,
-            "reference_cycles": ref_cycles, "reference_note": note, "roofline_cycles": roof,
+            "reference_cycles": ref_cycles, "reference_note": ref["message"],
+            "roofline_cycles": roofline_cycles(workload, spec),
             "speedup_vs_reference": round(speedup, 4) if speedup else None}
-
-
-def _reference_cycles(workload, spec) -> tuple[int | None, str]:
-    from .bench.reference import has_reference, reference_kernel
-    from .runtime.timing import time_kernel
-
-    if not has_reference(workload, spec):
-        return None, f"no reference kernel for op {workload.op!r} on {spec.name}"
-    try:
-        return time_kernel(reference_kernel(workload, spec), spec, workload).cycles, ""
-    except Exception as err:  # noqa: BLE001 - a broken reference costs the comparison only
-        return None, f"the reference could not be timed: {type(err).__name__}: {err}"
 
 
 def _tune_summary(entries: list[dict]) -> dict:
