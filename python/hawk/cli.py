@@ -74,9 +74,7 @@ def _parser() -> argparse.ArgumentParser:
                         "endpoint, or a recorded transcript")
     u.add_argument("--seed", type=int, default=0)
     u.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT ('-' for stdout)")
-    u.add_argument("--trials", type=int, default=5, help="seeded input sets per execution (default 5)")
-    u.add_argument("--exec-timeout", type=float, default=60.0, metavar="S",
-                   help="seconds for build + run of one candidate on the host (default 60)")
+    _add_host_flags(u)
     u.add_argument("-q", "--quiet", action="store_true", help="no per-iteration progress on stderr")
     _add_llm_flags(u)
     u.set_defaults(func=cmd_tune)
@@ -90,14 +88,19 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--budget", type=int, default=30, help="trials per workload for MetaSchedule and the loop")
     b.add_argument("--seeds", default="0", metavar="K[,K...]|N-M", help="seeds, e.g. 0,1,2 or 0-2 (default 0)")
     b.add_argument("--llm", default="offline", metavar="offline|openai|replay:FILE", help="as for hawk tune")
-    b.add_argument("--trials", type=int, default=5, help="seeded input sets per host execution (default 5)")
-    b.add_argument("--exec-timeout", type=float, default=60.0, metavar="S")
+    _add_host_flags(b)
     b.add_argument("--json", metavar="OUT", help="write the result as JSON to OUT")
     b.add_argument("--report", metavar="DIR", help="write report.md and PNG plots into DIR")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_llm_flags(b)
     b.set_defaults(func=cmd_bench)
     return p
+
+
+def _add_host_flags(parser) -> None:
+    parser.add_argument("--trials", type=int, default=5, help="seeded input sets per host execution (default 5)")
+    parser.add_argument("--exec-timeout", type=float, default=60.0, metavar="S",
+                        help="seconds for build + run of one kernel on the host (default 60)")
 
 
 def _add_llm_flags(parser) -> None:
