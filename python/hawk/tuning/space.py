@@ -115,27 +115,28 @@ class NpuSpace:
         if len(macs) != 1 or blocks[0] is not macs[0]:  # producers before the GEMM: not a GEMM sketch
             return []
         gemm = macs[0]
-        operand_dtype = str(sch.get(sch.get_sblock(gemm.name)).reads[0].source.dtype)
+        rv = sch.get_sblock(gemm.name)
+        block = sch.get(rv)
+        operand_dtype = str(block.reads[0].source.dtype)
         if operand_dtype not in self.mma:
             return []
         name, ops = self.mma[operand_dtype]
         (fm, fk), fn = ops["A"][1], ops["B"][1][1]
-        m, n, k = (int(sch.get(lp).extent) for lp in sch.get_loops(sch.get_sblock(gemm.name))[-3:])
+        m, n, k = (int(sch.get(lp).extent) for lp in sch.get_loops(rv)[-3:])
         if m % fm or n % fn or k % fk:  # the intrinsic does not tile it; MetaSchedule has no padding sketch
             return []
-        if not _operands_row_major(sch.get(sch.get_sblock(gemm.name))):  # e.g. A @ B^T: no layout sketch
+        if not _operands_row_major(block):  # e.g. A @ B^T: no layout sketch
             return []
         scopes = {ops[x][2] for x in "ABC"}
         through = [None] + [s for s in self.onchip if s not in scopes]
         out = []
-        for stage, vector, double in itertools.product(through, self.vector_scopes, (False, True)):
-            for via_vector in (False, True):
-                s = sch.copy()
-                try:
-                    self._gemm(s, blocks, params, gemm, name, ops, stage, vector, double, via_vector)
-                except (RuntimeError, ValueError, TypeError, IndexError):
-                    continue  # the intrinsic does not tile this GEMM (shape, layout)
-                out.append(s)
+        for choice in itertools.product(through, self.vector_scopes, (False, True), (False, True)):
+            s = sch.copy()
+            try:
+                self._gemm(s, blocks, params, gemm, name, ops, *choice)
+            except (RuntimeError, ValueError, TypeError, IndexError):
+                continue  # the intrinsic does not tile this GEMM (shape, layout)
+            out.append(s)
         return out
 
     def _gemm(self, s, blocks, params, gemm, mma, ops, stage, vector, double, via_vector):
@@ -184,7 +185,7 @@ class NpuSpace:
         for h in handles:
             s.reverse_compute_at(h, at)
         s.reverse_compute_at(write_back, at)
-        for b, h in zip(consumers[:-1], handles[:-1]):
+        for h in handles[:-1]:
             s.set_scope(h, 0, vector)
         self._stage_inputs(s, consumers, handles, params, at, vector, double=False)
 
@@ -220,7 +221,7 @@ class NpuSpace:
         at = outers[-1]
         s.reverse_compute_at(s.cache_write(bo, 0, vector), at)
         handles = [s.get_sblock(b.name) for b in blocks]
-        for b, h in reversed(list(zip(blocks[:-1], handles[:-1]))):
+        for h in reversed(handles[:-1]):
             # an intermediate that is also an output cannot move (TVM refuses compute_at of an
             # output block): no sketch, the unscheduled function stands in
             s.compute_at(h, at)
