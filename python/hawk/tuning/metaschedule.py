@@ -29,6 +29,7 @@ from .space import NpuSpace, VectorizeInner
 TRIALS_PER_ROUND = 10  # candidates measured between cost-model updates
 POPULATION = 64  # evolutionary search population (stock default 512 is sized for thousands of trials)
 CHECK_BEST = 3  # fastest candidates tried on the host before giving up
+FAILED_RUN_SECS = 1e9  # MetaSchedule records a failed build or run as 1e10 s
 
 
 @dataclass
@@ -78,18 +79,22 @@ def _tune(workload, spec, budget, seed, result) -> list:
     store = ArtifactStore()
     _reset_logging()
     with tempfile.TemporaryDirectory(prefix="hawk-ms-") as work_dir:
-        database = ms.tune_tir(
-            workload.module(), target(spec), work_dir, max_trials_global=budget,
-            num_trials_per_iter=min(budget, TRIALS_PER_ROUND),
-            builder=NpuBuilder(spec, store), runner=NpuRunner(spec, store),
-            database=ms.database.MemoryDatabase(), measure_callbacks=measure_callbacks(),
-            cost_model=ms.cost_model.XGBModel(num_warmup_samples=min(budget, TRIALS_PER_ROUND)),
-            space=space_generator(spec),
-            strategy=ms.search_strategy.EvolutionarySearch(population_size=POPULATION, init_min_unmeasured=POPULATION // 4),
-            seed=seed, num_tuning_cores=1)
-        _reset_logging()  # closes the log files before their directory goes
+        try:
+            database = ms.tune_tir(
+                workload.module(), target(spec), work_dir, max_trials_global=budget,
+                num_trials_per_iter=min(budget, TRIALS_PER_ROUND),
+                builder=NpuBuilder(spec, store), runner=NpuRunner(spec, store),
+                database=ms.database.MemoryDatabase(), measure_callbacks=measure_callbacks(),
+                cost_model=ms.cost_model.XGBModel(num_warmup_samples=min(budget, TRIALS_PER_ROUND)),
+                space=space_generator(spec),
+                strategy=ms.search_strategy.EvolutionarySearch(population_size=POPULATION,
+                                                               init_min_unmeasured=POPULATION // 4),
+                seed=seed, num_tuning_cores=1)
+        finally:
+            _reset_logging()  # closes the log files before their directory goes, also after an error
     result.trials, result.legal_trials = store.built, store.legal
-    timed = [r for r in database.get_all_tuning_records() if r.run_secs and float(r.run_secs[0]) < 1e9]
+    timed = [r for r in database.get_all_tuning_records()
+             if r.run_secs and float(r.run_secs[0]) < FAILED_RUN_SECS]
     return sorted(timed, key=lambda r: float(r.run_secs[0]))
 
 
