@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import sys
 import types
@@ -239,6 +240,72 @@ def test_to_dict(davinci, worker, ref):
     assert hist[2]["message"] == "endpoint down"
     assert d["candidates"][0]["text"] == FAULTY and d["candidates"][0]["fault_log"]
     assert "candidates" not in result.to_dict()
+
+
+def _fake_cycles(monkeypatch, *plans):
+    """The simulator reports plans[i](profile) as the cycles of the i-th timed kernel."""
+    real_time = loop_mod.time_kernel
+    calls = []
+
+    def time_kernel(module, spec, workload=None):
+        profile = real_time(module, spec, workload)
+        plan = plans[len(calls) % len(plans)]
+        calls.append(profile)
+        return dataclasses.replace(profile, cycles=plan(profile))
+
+    monkeypatch.setattr(loop_mod, "time_kernel", time_kernel)
+
+
+def test_implausible_kernels_are_flagged_never_best(davinci, worker, ref, monkeypatch):
+    program, _ = ref
+    reference_cycles = 100_000
+    _fake_cycles(monkeypatch, lambda p: p.roofline_cycles - 1, lambda p: reference_cycles // 20,
+                 lambda p: reference_cycles // 9, lambda p: reference_cycles // 2)
+    proposer = Scripted(program)
+    result = tune(relu(), davinci, proposer, budget=4, worker=worker, trials=1,
+                  reference_cycles=reference_cycles)
+    beyond, twenty, nine, twice = result.candidates
+    assert reference_cycles // 20 > beyond.roofline_cycles  # the 20x one breaks only the reference rule
+    assert [c.outcome for c in result.candidates] == ["flagged", "flagged", "ok", "ok"]
+    assert beyond.flag_reason == f"faster than the roofline: {beyond.cycles} < {beyond.roofline_cycles} cycles"
+    assert twenty.flag_reason == f"20.0x faster than the reference ({twenty.cycles} vs 100000 cycles)"
+    assert beyond.legal and beyond.correct and not beyond.is_result and nine.is_result
+    # excluded from best and from every figure of merit, but counted and kept for review
+    assert result.best is nine and twice.is_result and result.first_solved_at == 2 and not result.pass_at_1
+    assert result.flagged == [beyond, twenty] and result.outcomes()["flagged"] == 2
+    assert beyond.message == f"flagged for review: {beyond.flag_reason}"
+    d = json.loads(json.dumps(result.to_dict()))
+    assert d["cycles"] == nine.cycles and d["best_iteration"] == 2
+    assert [(f["iteration"], f["cycles"], f["reason"], f["program"]) for f in d["flagged"]] == [
+        (0, beyond.cycles, beyond.flag_reason, program), (1, twenty.cycles, twenty.flag_reason, program)]
+    assert d["flagged"][0]["roofline_cycles"] == beyond.roofline_cycles
+    assert d["flagged"][1]["reference_cycles"] == reference_cycles
+    # the proposer is not rewarded: no cycles, and none of the gate's numbers reach it
+    for task in proposer.tasks[1:3]:
+        fb = task.feedback
+        assert fb.failed and fb.cycles is None and fb.device_log == (loop_mod.FLAGGED_FEEDBACK,)
+        text = fb.render()
+        for number in (beyond.cycles, beyond.roofline_cycles, twenty.cycles, reference_cycles):
+            assert str(number) not in text
+    assert proposer.tasks[3].feedback.cycles == nine.cycles
+
+
+def test_only_flagged_kernels_mean_unsolved(davinci, worker, ref, monkeypatch):
+    program, _ = ref
+    _fake_cycles(monkeypatch, lambda p: 0)
+    result = tune(relu(), davinci, Scripted(program), budget=2, worker=worker, trials=1)
+    assert result.best is None and not result.solved and len(result.flagged) == 2
+    assert result.to_dict()["cycles"] is None
+
+
+def test_without_a_reference_a_fast_kernel_is_judged_by_its_roofline_only(davinci, worker, ref, monkeypatch):
+    program, _ = ref
+    _fake_cycles(monkeypatch, lambda p: p.roofline_cycles)
+    result = tune(relu(), davinci, Scripted(program), budget=1, worker=worker, trials=1)
+    assert result.best is result.candidates[0] and result.flagged == []
+    flagged = tune(relu(), davinci, Scripted(program), budget=1, worker=worker, trials=1,
+                   reference_cycles=result.best.cycles * 11)
+    assert flagged.best is None and "11.0x faster than the reference" in flagged.flagged[0].flag_reason
 
 
 def test_zero_budget_is_an_empty_result(davinci):

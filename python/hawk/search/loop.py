@@ -2,9 +2,10 @@
 
 Each iteration asks the proposer for a kernel, admits the text (schedule program or
 sandboxed TVMScript), checks the signature, verifies it on the NPU model, runs it on the
-host against the reference and, when it is correct, times it on the pipe simulator. What
-happened becomes the feedback of the next proposal. The best legal and correct kernel
-(fewest cycles) is kept.
+host against the reference and, when it is correct, times it on the pipe simulator and
+gates the cycles (``hawk.search.gate``): a kernel faster than its roofline or far faster than
+the reference is flagged for review, never the best. What happened becomes the feedback of
+the next proposal. The best legal, correct and unflagged kernel (fewest cycles) is kept.
 
 A candidate's failure -- no text, refused text, a fault, wrong results, a hang or crash on
 the host, a simulator error, even an exception in this code -- is a ``Candidate`` with an
@@ -34,6 +35,7 @@ from ..runtime.execute import (
 )
 from ..runtime.timing import SimulatorError, time_kernel
 from ..runtime.verify import verify
+from .gate import gate
 
 DEFAULT_BUDGET = 30
 
@@ -45,8 +47,14 @@ SIGNATURE = "signature"  # the kernel's parameters differ from the workload's
 FAULT = "fault"  # verify reported device faults
 WRONG = "wrong"  # ran on the host, results differ from the reference
 TIMING_ERROR = "timing_error"  # correct, but the simulator refused it: no cycles
+FLAGGED = "flagged"  # correct and timed, but the gate holds its cycles for review: not a result
 INTERNAL_ERROR = "internal_error"  # an exception in the harness for this candidate
 OK = "ok"
+
+# What the proposer hears of a flagged kernel: no cycles (they would reward it) and no roofline
+# or reference numbers (they come from the hidden spec); only that it does not count.
+FLAGGED_FEEDBACK = ("[NPU] the measured time of this program is not plausible for the workload; "
+                    "it is held for review and does not count as a result")
 
 
 @dataclass
@@ -54,7 +62,8 @@ class Candidate:
     """One iteration of the loop: what was proposed and how far it got.
 
     ``stage`` is where it stopped (``done`` for a timed, correct kernel); ``outcome`` says why.
-    ``legal`` means verify passed, ``correct`` that the host run matched the reference.
+    ``legal`` means verify passed, ``correct`` that the host run matched the reference;
+    ``flagged`` that the gate held its cycles for review (``flag_reason`` says why).
     """
 
     iteration: int
@@ -72,6 +81,7 @@ class Candidate:
     bottleneck: str = ""
     roofline_cycles: int | None = None
     model_bug: bool = False  # reported faster than the roofline: the model is wrong, not the kernel good
+    flag_reason: str = ""  # why the gate flagged it ('' unless flagged)
     llm_calls: int = 0
     wall_s: float = 0.0
     module: object | None = field(default=None, repr=False, compare=False)  # tvm.IRModule once admitted
@@ -85,6 +95,15 @@ class Candidate:
         return self.exec_status == "ok"
 
     @property
+    def flagged(self) -> bool:
+        return self.outcome == FLAGGED
+
+    @property
+    def is_result(self) -> bool:
+        """Legal, correct and not flagged: a kernel Hawk may report."""
+        return self.legal and self.correct and not self.flagged
+
+    @property
     def ok(self) -> bool:
         return self.outcome == OK
 
@@ -93,6 +112,8 @@ class Candidate:
         """One line saying what went wrong ('' for an ok candidate)."""
         if self.outcome == OK:
             return ""
+        if self.flagged:
+            return f"flagged for review: {self.flag_reason}"
         if self.admission:
             return self.admission.splitlines()[0]
         if self.fault_log:
@@ -106,7 +127,8 @@ class Candidate:
             "fault_log": list(self.fault_log), "admission": self.admission, "error": self.error,
             "exec_status": self.exec_status, "exec_message": self.exec_message, "cycles": self.cycles,
             "bottleneck": self.bottleneck, "roofline_cycles": self.roofline_cycles,
-            "model_bug": self.model_bug, "llm_calls": self.llm_calls, "wall_s": round(self.wall_s, 4),
+            "model_bug": self.model_bug, "flag_reason": self.flag_reason, "llm_calls": self.llm_calls,
+            "wall_s": round(self.wall_s, 4),
         }
         if text:
             d["text"] = self.text
@@ -122,6 +144,8 @@ class Candidate:
             return Feedback(self.text, device_log=self.fault_log)
         if self.outcome == TIMING_ERROR:
             return Feedback(self.text, device_log=(f"[NPU] the program could not be run: {self.error}",))
+        if self.outcome == FLAGGED:
+            return Feedback(self.text, device_log=(FLAGGED_FEEDBACK,))
         if self.outcome == OK:
             return Feedback(self.text, cycles=self.cycles, bottleneck=self.bottleneck)
         status = "wrong results" if self.outcome == WRONG else self.exec_status
@@ -137,12 +161,13 @@ class TuneResult:
     proposer: str
     seed: int
     budget: int
+    reference_cycles: int | None = None  # what the gate compared against (None: roofline rule only)
     candidates: list[Candidate] = field(default_factory=list)
 
     @property
     def best(self) -> Candidate | None:
-        """The legal, correct candidate with the fewest cycles (the earliest on a tie)."""
-        good = [c for c in self.candidates if c.legal and c.correct]
+        """The legal, correct, unflagged candidate with the fewest cycles (the earliest on a tie)."""
+        good = [c for c in self.candidates if c.is_result]
         if not good:
             return None
         return min(good, key=lambda c: (c.cycles is None, c.cycles or 0, c.iteration))
@@ -166,8 +191,13 @@ class TuneResult:
         return sum(c.llm_calls for c in self.candidates)
 
     @property
+    def flagged(self) -> list[Candidate]:
+        """The candidates held for review, in order."""
+        return [c for c in self.candidates if c.flagged]
+
+    @property
     def pass_at_1(self) -> bool:
-        return bool(self.candidates) and self.candidates[0].legal and self.candidates[0].correct
+        return bool(self.candidates) and self.candidates[0].is_result
 
     @property
     def solved(self) -> bool:
@@ -175,8 +205,8 @@ class TuneResult:
 
     @property
     def first_solved_at(self) -> int | None:
-        """The iteration (0-based) of the first legal, correct candidate."""
-        return next((c.iteration for c in self.candidates if c.legal and c.correct), None)
+        """The iteration (0-based) of the first legal, correct, unflagged candidate."""
+        return next((c.iteration for c in self.candidates if c.is_result), None)
 
     def outcomes(self) -> dict[str, int]:
         """How many candidates ended each way, most frequent first."""
@@ -185,6 +215,12 @@ class TuneResult:
     def fault_history(self) -> list[dict]:
         return [{"iteration": c.iteration, "outcome": c.outcome, "faults": list(c.faults),
                  "cycles": c.cycles, "message": _short(c.message)} for c in self.candidates]
+
+    def flagged_entries(self) -> list[dict]:
+        """The flagged candidates for review: where, how fast, why, and the program."""
+        return [{"iteration": c.iteration, "cycles": c.cycles, "roofline_cycles": c.roofline_cycles,
+                 "reference_cycles": self.reference_cycles, "reason": c.flag_reason, "program": c.text}
+                for c in self.flagged]
 
     def to_dict(self, *, candidates: bool = False) -> dict:
         best = self.best
@@ -195,7 +231,7 @@ class TuneResult:
             "cycles": best.cycles if best else None, "bottleneck": best.bottleneck if best else None,
             "iterations": self.iterations, "llm_calls": self.llm_calls, "pass_at_1": self.pass_at_1,
             "solved": self.solved, "first_solved_at": self.first_solved_at, "outcomes": self.outcomes(),
-            "fault_history": self.fault_history(),
+            "fault_history": self.fault_history(), "flagged": self.flagged_entries(),
         }
         if candidates:
             d["candidates"] = [c.to_dict() for c in self.candidates]
@@ -205,18 +241,21 @@ class TuneResult:
 def tune(workload: Workload, spec: HardwareSpec, proposer: Proposer, *, budget: int = DEFAULT_BUDGET,
          seed: int = 0, worker: HostWorker | None = None,
          on_candidate: Callable[[Candidate, TuneResult], None] | None = None,
-         trials: int = DEFAULT_TRIALS, timeout: float = DEFAULT_TIMEOUT_S) -> TuneResult:
-    """Run the loop for ``budget`` iterations and keep the best legal, correct kernel.
+         trials: int = DEFAULT_TRIALS, timeout: float = DEFAULT_TIMEOUT_S,
+         reference_cycles: int | None = None) -> TuneResult:
+    """Run the loop for ``budget`` iterations and keep the best legal, correct, unflagged kernel.
 
     ``worker`` runs every host execution (one is started, and closed at the end, when none
     is given). ``on_candidate(candidate, result)`` is called after each iteration. The
     proposer sees the workload, the target's api view and the feedback, never the spec.
+    ``reference_cycles`` (a legal, correct reference kernel's cycles) arms the gate's
+    speedup rule; the roofline rule always applies.
     """
     if budget < 0:
         raise ValueError(f"budget must be >= 0, got {budget}")
     register_intrinsics(spec)  # tensorize in a program looks intrinsics up by name
     result = TuneResult(workload.name, spec.name, getattr(proposer, "name", type(proposer).__name__),
-                        seed, budget)
+                        seed, budget, reference_cycles)
     own_worker = worker is None and budget > 0
     if own_worker:
         worker = HostWorker()
@@ -226,7 +265,8 @@ def tune(workload: Workload, spec: HardwareSpec, proposer: Proposer, *, budget: 
         for iteration in range(budget):
             task = Task.for_target(workload, spec, feedback)
             cand = _evaluate(task, workload, spec, proposer, iteration, seed=seed, worker=worker,
-                             trials=trials, timeout=timeout, executed=executed)
+                             trials=trials, timeout=timeout, executed=executed,
+                             reference_cycles=reference_cycles)
             result.candidates.append(cand)
             # a candidate with nothing to show leaves the previous feedback in place
             feedback = cand.feedback() or feedback
@@ -239,13 +279,14 @@ def tune(workload: Workload, spec: HardwareSpec, proposer: Proposer, *, budget: 
 
 
 def _evaluate(task: Task, workload: Workload, spec: HardwareSpec, proposer: Proposer, iteration: int, *,
-              seed: int, worker: HostWorker, trials: int, timeout: float, executed: dict) -> Candidate:
+              seed: int, worker: HostWorker, trials: int, timeout: float, executed: dict,
+              reference_cycles: int | None) -> Candidate:
     """One candidate, from proposal to cycles; every failure is recorded on it."""
     cand = Candidate(iteration)
     start = time.perf_counter()
     try:
         _run(cand, task, workload, spec, proposer, seed=seed, worker=worker, trials=trials, timeout=timeout,
-             executed=executed)
+             executed=executed, reference_cycles=reference_cycles)
     except Exception as err:  # noqa: BLE001 - a bug for one candidate must not end the search
         cand.outcome = INTERNAL_ERROR
         cand.error = f"{cand.stage}: {_one_line(err)}"
@@ -254,7 +295,8 @@ def _evaluate(task: Task, workload: Workload, spec: HardwareSpec, proposer: Prop
 
 
 def _run(cand: Candidate, task: Task, workload: Workload, spec: HardwareSpec, proposer: Proposer, *,
-         seed: int, worker: HostWorker, trials: int, timeout: float, executed: dict) -> None:
+         seed: int, worker: HostWorker, trials: int, timeout: float, executed: dict,
+         reference_cycles: int | None) -> None:
     cand.stage = "propose"
     try:
         proposal = proposer.propose(task, seed=seed, iteration=cand.iteration)
@@ -318,6 +360,10 @@ def _run(cand: Candidate, task: Task, workload: Workload, spec: HardwareSpec, pr
     cand.cycles, cand.bottleneck = profile.cycles, profile.bottleneck
     cand.roofline_cycles, cand.model_bug = profile.roofline_cycles, profile.model_bug
     cand.stage, cand.outcome = "done", OK
+    verdict = gate(cycles=profile.cycles, roofline_cycles=profile.roofline_cycles,
+                   reference_cycles=reference_cycles, model_bug=profile.model_bug)
+    if verdict.flagged:
+        cand.outcome, cand.flag_reason = FLAGGED, verdict.reason
 
 
 def _admit(text: str, kind: str, workload: Workload):
