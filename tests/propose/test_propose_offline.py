@@ -2,23 +2,24 @@ import pytest
 
 from hawk.bench.suites import load_suite
 from hawk.npu import load_spec
-from hawk.propose.offline import OfflineProposer
+from hawk.propose.offline import OfflineProposer, read_plan
 from hawk.propose.program import apply_program
 from hawk.propose.prompt import Feedback, Task
 from hawk.propose.proposer import Proposal, Proposer
 from hawk.runtime import verify
 
-from ..npu.test_npu_target import _Hidden
+from .test_propose_honesty import hide
 
 WORKLOADS = load_suite("smoke") + load_suite("level1")
 
 
-def test_deterministic_per_seed():
+def test_deterministic_per_seed_and_writes_its_plan():
     spec = load_spec("davinci-like")
     for wl in WORKLOADS[:6]:
         task = Task.for_target(wl, spec)
         a = OfflineProposer().propose(task, seed=3, iteration=0).text
         assert a == OfflineProposer().propose(task, seed=3, iteration=0).text
+        assert a.startswith("# plan: stage=") and read_plan(a, task.view.scopes) is not None
     texts = {OfflineProposer().propose(Task.for_target(WORKLOADS[1], spec), seed=s, iteration=0).text
              for s in range(8)}
     assert len(texts) > 3
@@ -28,7 +29,7 @@ def test_never_reads_hidden_spec_fields():
     for name in ("davinci-like", "edge-like"):
         spec = load_spec(name)
         for wl in WORKLOADS:
-            hidden = OfflineProposer().propose(Task.for_target(wl, _Hidden(spec)), seed=1, iteration=0)
+            hidden = OfflineProposer().propose(Task.for_target(wl, hide(spec)), seed=1, iteration=0)
             assert hidden == OfflineProposer().propose(Task.for_target(wl, spec), seed=1, iteration=0)
 
 
@@ -97,24 +98,25 @@ def test_padded_transposed_gemm_computes_the_right_thing(preset, davinci, edge):
 def test_reacts_to_an_overflow_with_a_smaller_tile():
     spec = load_spec("davinci-like")
     wl = next(w for w in WORKLOADS if w.name == "silu_f32")
-    proposer = OfflineProposer()
-    first = proposer.propose(Task.for_target(wl, spec), seed=0, iteration=0)
-    before = proposer._last[(wl.name, 0)]
+    scopes = Task.for_target(wl, spec).view.scopes
+    first = OfflineProposer().propose(Task.for_target(wl, spec), seed=0, iteration=0)
     log = ("[NPU] ERROR 0x0A01 SCOPE_OVERFLOW pipe=- block=root buffer=X scope=global.npu.ub bytes=9 capacity=1",)
-    proposer.propose(Task.for_target(wl, spec, Feedback(first.text, device_log=log)), seed=0, iteration=1)
-    after = proposer._last[(wl.name, 0)]
+    second = OfflineProposer().propose(Task.for_target(wl, spec, Feedback(first.text, device_log=log)), seed=0,
+                                       iteration=1)
+    before, after = read_plan(first.text, scopes), read_plan(second.text, scopes)
     assert after.rows * after.cols < before.rows * before.cols or after.rows == 1
 
 
 def test_reacts_to_a_scope_fault_by_leaving_that_scope():
     spec = load_spec("davinci-like")
     wl = next(w for w in WORKLOADS if w.name == "silu_f32")
-    proposer = OfflineProposer()
-    first = proposer.propose(Task.for_target(wl, spec), seed=0, iteration=0)
-    stage = proposer._last[(wl.name, 0)].stage
+    scopes = Task.for_target(wl, spec).view.scopes
+    first = OfflineProposer().propose(Task.for_target(wl, spec), seed=0, iteration=0)
+    stage = read_plan(first.text, scopes).stage
     log = (f"[NPU] ERROR 0x0A03 UNIT_SCOPE pipe=VECTOR block=Y buffer=X scope={stage} unit=vector access=read",)
-    proposer.propose(Task.for_target(wl, spec, Feedback(first.text, device_log=log)), seed=0, iteration=1)
-    assert proposer._last[(wl.name, 0)].stage != stage
+    second = OfflineProposer().propose(Task.for_target(wl, spec, Feedback(first.text, device_log=log)), seed=0,
+                                       iteration=1)
+    assert read_plan(second.text, scopes).stage != stage
 
 
 def test_llm_proposer_turns_replies_into_proposals():
@@ -140,3 +142,13 @@ def test_llm_proposer_turns_replies_into_proposals():
     assert proposer.propose(task, seed=0, iteration=0) == Proposal('b0 = sch.get_sblock(name="Y")', "program", 1)
     assert proposer.propose(task, seed=0, iteration=1).error == "the answer holds no program"
     assert "HTTP 500" in proposer.propose(task, seed=0, iteration=2).error
+
+
+def test_a_plan_it_cannot_use_is_no_plan():
+    scopes = ("global", "global.npu.ub", "global.npu.l1")
+    good = ("# plan: stage=global.npu.ub operand_stage=global.npu.l1 rows=8 cols=64 k=32 vector=0 "
+            "double=False via_stage=True decompose=True\n")
+    assert read_plan(good, scopes).via_stage is True
+    for bad in (good.replace("global.npu.ub", "global.npu.spm"), good.replace("rows=8", "rows=\u0668"),
+                good.replace("rows=8 ", ""), good.replace("double=False", "double=0"), "b0 = 1\n", "# plan:\n"):
+        assert read_plan(bad, scopes) is None, bad

@@ -5,11 +5,20 @@ power-of-two tiles, on-chip scopes picked by their names, staging of inputs and 
 vectorised inner loops, tensorize where an intrinsic's name and signature fit (a GEMM padded
 up to the signature's fractal, an operand stored the other way round transposed on its way
 in). It sees only what an LLM sees (the workload's TensorIR, the api view, the previous
-attempt's feedback, retrieved knowledge) and reacts to a device log as an LLM without
-hardware priors would: a smaller tile after an overflow, another scope after a scope or path
-fault, another draw after anything else, a local variation once a kernel is correct. So it
-breaks the NPU's implicit constraints at a realistic rate. Deterministic per (seed,
-workload, iteration).
+attempt's feedback) and reacts to a device log as an LLM without hardware priors would: a
+smaller tile after an overflow, another scope after a scope or path fault, another draw
+after anything else, a local variation once a kernel is correct. So it breaks the NPU's
+implicit constraints at a realistic rate. Retrieved knowledge in the task is not read yet.
+
+Scope names are its only hint about their use: it prefers a name containing ``ub``, ``buf``,
+``spm``, ... for staging and ``l1``, ``l2``, ... for matrix operands, a prior an LLM has as
+well. ``bench/first_proposals.py --neutral-names`` measures what these names are worth.
+
+It keeps no state between calls. Its text is a function of (seed, iteration, workload, api
+view, feedback): the decisions behind a program are written in a ``# plan:`` comment at its
+top, and a reaction reads them back from the program the feedback quotes, as an LLM reads
+its earlier answer from the prompt. Feedback quoting no plan (another author's program)
+gets a fresh draw.
 """
 
 from __future__ import annotations
@@ -17,7 +26,8 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from tvm import s_tir
@@ -50,23 +60,47 @@ class Choices:
 class OfflineProposer(Proposer):
     name = "offline"
 
-    def __init__(self):
-        self._last: dict[tuple[str, int], Choices] = {}
-
     def propose(self, task: Task, *, seed: int, iteration: int) -> Proposal:
         wl = task.workload
         rng = np.random.default_rng(zlib.crc32(f"{seed}/{wl.name}/{iteration}".encode()))
         api = _Api(task.view)
-        previous = self._last.get((wl.name, seed)) if task.feedback is not None else None
+        previous = read_plan(task.feedback.program, api.onchip) if task.feedback is not None else None
         choices = _react(previous, task.feedback, api, rng) if previous else _draw(api, rng)
-        self._last[(wl.name, seed)] = choices
         structure = _Structure(wl)
         mma = api.mma_for(structure.operand_dtype) if structure.is_gemm else None
         if mma is not None:
             text = _gemm_program(structure, api, mma, choices)
         else:
             text = _staged_program(structure, choices)
-        return Proposal(text, PROGRAM)
+        return Proposal(_plan_line(choices) + text, PROGRAM)
+
+
+_PLAN = re.compile(r"^# plan: (.*)$", re.MULTILINE)
+
+
+def _plan_line(c: Choices) -> str:
+    return "# plan: " + " ".join(f"{f.name}={getattr(c, f.name)}" for f in fields(Choices)) + "\n"
+
+
+def read_plan(program: str, onchip: Sequence[str]) -> Choices | None:
+    """The choices in a program's ``# plan:`` comment, or None when it has no usable plan
+    (written by someone else, edited, or for scopes this target does not have)."""
+    found = _PLAN.search(program)
+    if found is None:
+        return None
+    given = dict(item.partition("=")[::2] for item in found.group(1).split())
+    values = {}
+    for f in fields(Choices):
+        raw = given.get(f.name)
+        if f.type == "str" and raw in onchip:
+            values[f.name] = raw
+        elif f.type == "int" and raw is not None and raw.isascii() and raw.isdigit():
+            values[f.name] = int(raw)
+        elif f.type == "bool" and raw in ("True", "False"):
+            values[f.name] = raw == "True"
+        else:
+            return None
+    return Choices(**values)
 
 
 # --- what the author knows: the api view ---------------------------------------------------
@@ -273,7 +307,6 @@ def _staged_program(st: _Structure, c: Choices) -> str:
     if len(spatial) > 1 and not reduces_rows:
         last = spatial[-1]
         co, ci = e("split", 2, loop=_Ref(loops[last]), factors=[None, _fit(out.extents[last], c.cols)])
-        cols = _fit(out.extents[last], c.cols)
         cols = _fit(out.extents[last], c.cols)
         e("reorder", 0, _Ref(lo), _Ref(co), _Ref(li), _Ref(ci))
         at = co
