@@ -1,5 +1,8 @@
 """The MetaSchedule baseline: builder/runner on the NPU model, the NPU design space, tuning."""
 
+import dataclasses
+import types
+
 import pytest
 import tvm_ffi
 from tvm import s_tir
@@ -10,9 +13,11 @@ from hawk.bench.suites import find_workload, load_suite
 from hawk.npu import api_view
 from hawk.npu.spec import with_capacity
 from hawk.propose.program import apply_program
+from hawk.runtime import ExecResult
 from hawk.runtime.timing import time_kernel
 from hawk.runtime.verify import verify
-from hawk.tuning import ArtifactStore, NpuBuilder, NpuRunner, NpuSpace, tune_metaschedule
+from hawk.tuning import ArtifactStore, MetaScheduleResult, NpuBuilder, NpuRunner, NpuSpace, tune_metaschedule
+from hawk.tuning import metaschedule
 from hawk.tuning.measure import CLOCK_HZ
 from hawk.tuning.space import VectorizeInner
 from tests.runtime import broken_kernels
@@ -127,3 +132,60 @@ def test_transposed_gemm_gets_staged_sketches_quietly(davinci, capfd):
     assert sketches
     assert not any(inst.kind.name == "Tensorize" for s in sketches for inst in s.trace.insts)
     assert capfd.readouterr().err == ""  # no failed tensorize dumping IR to stderr
+
+
+@pytest.fixture(scope="module")
+def add_records(davinci):
+    """Legal add_f16 kernels as MetaSchedule records (only ``trace`` is read), from sketches
+    sampled with different seeds: the gate tests need no tuning run."""
+    wl = find_workload("add_f16")
+    records, seen = [], set()
+    for seed in range(1, 17):
+        for sch in NpuSpace(api_view(davinci))(s_tir.Schedule(wl.module(), seed=seed)):
+            text = sch.mod.script()
+            if text not in seen and not verify(sch.mod, davinci):
+                seen.add(text)
+                records.append(types.SimpleNamespace(trace=sch.trace))
+    return wl, records
+
+
+def _fake_host(monkeypatch, *plans):
+    """Every kernel is correct on the host; the simulator reports plans[i](cycles) for the i-th."""
+    real_time, timed = metaschedule.time_kernel, []
+
+    def time_kernel(module, spec, workload=None):
+        profile = real_time(module, spec, workload)
+        timed.append(module)
+        return dataclasses.replace(profile, cycles=plans[min(len(timed), len(plans)) - 1](profile))
+
+    monkeypatch.setattr(metaschedule, "execute", lambda *a, **kw: ExecResult("ok"))
+    monkeypatch.setattr(metaschedule, "time_kernel", time_kernel)
+    return timed
+
+
+def test_metaschedule_best_skips_flagged_kernels(davinci, add_records, monkeypatch):
+    wl, records = add_records
+    reference_cycles = 1_000_000
+    # three flagged (beyond the roofline, 20x and 50x the reference), more than CHECK_BEST, then a 9x one
+    timed = _fake_host(monkeypatch, lambda p: p.roofline_cycles - 1, lambda p: reference_cycles // 20,
+                       lambda p: reference_cycles // 50, lambda p: reference_cycles // 9)
+    result = MetaScheduleResult(trials=12)
+    metaschedule._pick_best(records, wl, davinci, result, reference_cycles=reference_cycles, trials=1)
+    assert len(records) > len(timed) == 4 > metaschedule.CHECK_BEST
+    assert result.correct and result.cycles == reference_cycles // 9 and result.error == ""
+    assert result.module.same_as(timed[3]) and result.program
+    reasons = [f["reason"] for f in result.flagged]
+    assert reasons[0].startswith("faster than the roofline: ")
+    assert reasons[1:] == [f"20.0x faster than the reference ({reference_cycles // 20} vs 1000000 cycles)",
+                           f"50.0x faster than the reference ({reference_cycles // 50} vs 1000000 cycles)"]
+    assert all(f["program"] and f["reference_cycles"] == reference_cycles for f in result.flagged)
+    assert result.to_dict()["flagged"] == result.flagged
+
+
+def test_metaschedule_with_only_flagged_kernels_has_no_result(davinci, add_records, monkeypatch):
+    wl, records = add_records
+    timed = _fake_host(monkeypatch, lambda p: 0)
+    result = MetaScheduleResult(trials=12)
+    metaschedule._pick_best(records, wl, davinci, result, reference_cycles=None, trials=1)
+    assert not result.correct and result.cycles is None and result.module is None
+    assert len(result.flagged) == len(timed) and "flagged for review" in result.error

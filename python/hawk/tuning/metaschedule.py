@@ -3,8 +3,9 @@
 ``ms.tune_tir`` with the stock evolutionary search, tile-size mutator and XGBModel, over the
 NPU design space (``hawk.tuning.space``), measured by the NPU builder/runner
 (``hawk.tuning.measure``), at a given trial budget. The fastest candidates are then run on
-the host against the reference, fastest first, until one is correct: the baseline is
-legal and correct like every kernel Hawk reports. A failure anywhere is a value.
+the host against the reference, fastest first, until one is correct and passes the gate
+(``hawk.search.gate``): the baseline is legal, correct and plausible like every kernel Hawk
+reports; the flagged ones are kept for review. A failure anywhere is a value.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from ..npu.spec import HardwareSpec
 from ..propose.program import program_from_trace
 from ..runtime.execute import DEFAULT_TIMEOUT_S, DEFAULT_TRIALS, HostWorker, execute
 from ..runtime.timing import time_kernel
+from ..search.gate import gate
 from .measure import ArtifactStore, NpuBuilder, NpuRunner, measure_callbacks
 from .space import NpuSpace, VectorizeInner
 
 TRIALS_PER_ROUND = 10  # candidates measured between cost-model updates
 POPULATION = 64  # evolutionary search population (stock default 512 is sized for thousands of trials)
-CHECK_BEST = 3  # fastest candidates tried on the host before giving up
+CHECK_BEST = 3  # fastest candidates found wrong on the host before giving up
 FAILED_RUN_SECS = 1e9  # MetaSchedule records a failed build or run as 1e10 s
 
 
@@ -45,11 +47,12 @@ class MetaScheduleResult:
     correct: bool = False
     wall_s: float = 0.0
     error: str = ""  # why there is no kernel
+    flagged: list[dict] = field(default_factory=list)  # correct kernels the gate held for review
 
     def to_dict(self) -> dict:
         return {"legal": self.legal, "correct": self.correct, "cycles": self.cycles, "trials": self.trials,
                 "legal_trials": self.legal_trials, "wall_s": round(self.wall_s, 3), "error": self.error,
-                "best_program": self.program}
+                "best_program": self.program, "flagged": self.flagged}
 
 
 def space_generator(spec: HardwareSpec) -> ms.space_generator.ScheduleFn:
@@ -61,12 +64,13 @@ def space_generator(spec: HardwareSpec) -> ms.space_generator.ScheduleFn:
 
 def tune_metaschedule(workload: Workload, spec: HardwareSpec, *, budget: int = 30, seed: int = 0,
                       trials: int = DEFAULT_TRIALS, exec_timeout: float = DEFAULT_TIMEOUT_S,
-                      worker: HostWorker | None = None) -> MetaScheduleResult:
+                      worker: HostWorker | None = None, reference_cycles: int | None = None) -> MetaScheduleResult:
+    """``reference_cycles`` (a legal, correct reference's cycles) arms the gate's speedup rule."""
     start = time.perf_counter()
     result = MetaScheduleResult()
     try:
         records = _tune(workload, spec, budget, seed, result)
-        _pick_best(records, workload, spec, result, trials=trials, seed=seed,
+        _pick_best(records, workload, spec, result, reference_cycles=reference_cycles, trials=trials, seed=seed,
                    timeout=exec_timeout, worker=worker)
     except Exception as err:  # noqa: BLE001 -- the baseline failing is a result, not a crash
         result.error = f"{type(err).__name__}: {err}"
@@ -116,14 +120,15 @@ def _reset_logging() -> None:
     logger.setLevel(logging.WARNING)
 
 
-def _pick_best(records, workload, spec, result, **run) -> None:
+def _pick_best(records, workload, spec, result, *, reference_cycles, **run) -> None:
     if not records:
         result.error = f"no legal candidate in {result.trials} trials"
         return
     result.legal = True
     seen = set()
+    wrong = 0  # only wrong kernels use up CHECK_BEST: a model bug would flag exactly the fastest
     for record in records:
-        if len(seen) == CHECK_BEST:
+        if wrong == CHECK_BEST:
             break
         sch = s_tir.Schedule(workload.module())
         record.trace.apply_to_schedule(sch, remove_postproc=False)
@@ -132,11 +137,24 @@ def _pick_best(records, workload, spec, result, **run) -> None:
             continue
         seen.add(key)
         outcome = execute(sch.mod, workload, **run)
-        if outcome.status == "ok":
-            result.correct = True
-            result.module = sch.mod
-            result.program = _program(sch.trace)
-            result.cycles = time_kernel(sch.mod, spec, workload).cycles
-            result.error = ""
-            return
-        result.error = f"fastest candidates wrong on the host: {outcome.status}: {outcome.message}"
+        if outcome.status != "ok":
+            wrong += 1
+            result.error = f"fastest candidates wrong on the host: {outcome.status}: {outcome.message}"
+            continue
+        profile = time_kernel(sch.mod, spec, workload)
+        verdict = gate(cycles=profile.cycles, roofline_cycles=profile.roofline_cycles,
+                       reference_cycles=reference_cycles, model_bug=profile.model_bug)
+        if verdict.flagged:
+            result.flagged.append({"iteration": None, "cycles": profile.cycles,
+                                   "roofline_cycles": profile.roofline_cycles,
+                                   "reference_cycles": reference_cycles, "reason": verdict.reason,
+                                   "program": _program(sch.trace)})
+            continue
+        result.correct = True
+        result.module = sch.mod
+        result.program = _program(sch.trace)
+        result.cycles = profile.cycles
+        result.error = ""
+        return
+    if not result.error:
+        result.error = f"every correct candidate was flagged for review ({len(result.flagged)})"
