@@ -77,7 +77,7 @@ def _result(baselines=ALL, workloads=WORKLOADS):
                   "seeds": SEEDS, "trials": 8, "commit": "0123456789abcdef", "dirty": True,
                   "date": "2026-05-09T12:00:00", "machine": "test-host", "hawk_version": "0.1.0",
                   "tvm_version": "0.0"}
-    return {"provenance": provenance, "baselines": list(baselines), "wall_s": 3725.0,
+    return {"provenance": provenance, "baselines": list(baselines), "gate": {"max_speedup": 10.0}, "wall_s": 3725.0,
             "workloads": workloads, "summary": summarize(workloads, list(baselines), SEEDS)}
 
 
@@ -160,7 +160,7 @@ def test_write_report_full(tmp_path):
     assert text.startswith("# Hawk bench: `synthetic` on `davinci-like`")
     assert "```\nhawk bench --suite synthetic --target davinci-like --seeds 0,1\n```" in text
     assert "(dirty" in text and "1h 02m 05s" in text
-    table = text.split("## Per workload")[1].split("## Where the baselines win")[0]
+    table = text.split("## Per workload")[1].split("## Flagged for review")[0]
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| `")}
     assert {"`mm_a`", "`mm_b`", "`conv_a`", "`conv_b`", "`relu`", "`add`"} <= set(rows)
     assert "no reference" in rows["`mm_b`"] and "illegal" in rows["`conv_b`"]
@@ -173,6 +173,8 @@ def test_write_report_full(tmp_path):
     assert "`relu`" in wins  # solved by the reference and MetaSchedule, not by the loop
     assert "`mm_a`" not in wins
     assert "83.3%" in text  # loop compile rate
+    assert "## Flagged for review" in text and "No kernel was flagged." in text
+    assert "flagged for review**" not in text  # no summary note without flagged kernels
     for name in ("speedup.png", "accuracy_by_category.png", "roofline.png"):
         assert _png(tmp_path / "out" / name), name
         assert f"]({name})" in text
@@ -190,6 +192,55 @@ def test_write_report_baseline_subsets(tmp_path, baselines):
     assert "](speedup.png)" in text if has_speedup else "`speedup.png` was not drawn:" in text
     assert _png(tmp_path / "roofline.png")
     assert _png(tmp_path / "accuracy_by_category.png")
+
+
+FLAGGED = [
+    {"method": "reference", "seed": None, "iteration": None, "cycles": 5, "roofline_cycles": 10,
+     "reference_cycles": None, "reason": "faster than the roofline: 5 < 10 cycles", "program": None},
+    {"method": "loop", "seed": 1, "iteration": 3, "cycles": 20, "roofline_cycles": 10, "reference_cycles": 400,
+     "reason": "20.0x faster than the reference (20 vs 400 cycles)", "program": "sch.cheat()  # ```x```\n"},
+    {"method": "loop", "seed": 1, "iteration": 6, "cycles": 20, "roofline_cycles": 10, "reference_cycles": 400,
+     "reason": "20.0x faster than the reference (20 vs 400 cycles)", "program": "sch.cheat()  # ```x```\n"},
+    {"method": "metaschedule", "seed": 0, "iteration": None, "cycles": 90, "roofline_cycles": 100,
+     "reference_cycles": 400, "reason": "faster than the roofline: 90 < 100 cycles", "program": "sch.fast()\n"},
+]
+
+
+def _with_flagged():
+    workloads = copy.deepcopy(WORKLOADS)
+    workloads[0]["flagged"] = FLAGGED[1:]  # mm_a: the loop's and MetaSchedule's kernels
+    workloads[3]["flagged"] = FLAGGED[:1]  # conv_b: the reference itself
+    return _result(workloads=workloads)
+
+
+def test_summarize_counts_flagged_kernels():
+    s = _with_flagged()["summary"]["flagged"]
+    assert s == {"reference": 1, "metaschedule": 1, "loop": 2, "total": 4, "workloads": 2}
+    assert summarize(WORKLOADS, ALL, SEEDS)["flagged"]["total"] == 0
+
+
+def test_report_lists_flagged_kernels_for_review(tmp_path):
+    text = write_report(_with_flagged(), tmp_path).read_text()
+    summary = text.split("## Summary")[1].split("## Per workload")[0]
+    assert "**4 kernel(s) on 2 workload(s) were flagged for review**" in summary
+    section = text.split("## Flagged for review")[1].split("## Where the baselines win")[0]
+    assert "more than 10x faster than the reference" in section
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert len(rows) == 4
+    assert rows[0].startswith("| `conv_b` | Reference | - | - | 5 | 10 | - | faster than the roofline: 5 < 10")
+    assert "| `mm_a` | Hawk loop | 1 | 4 | 20 | 10 | 400 | 20.0x faster than the reference" in rows[1]
+    assert "| `mm_a` | MetaSchedule | 0 | - | 90 | 100 | 400 |" in rows[3]
+    # one listing per distinct kernel, fenced longer than the backticks inside it
+    assert section.count("<details>") == 2
+    assert "Hawk loop seed 1, iteration 4; Hawk loop seed 1, iteration 7" in section
+    assert "````python\nsch.cheat()  # ```x```\n````" in section
+
+
+def test_report_of_a_result_from_before_the_gate(tmp_path):
+    result = _result()
+    del result["gate"]
+    text = write_report(result, tmp_path).read_text()
+    assert "## Flagged for review\n\nNot checked: this result predates the gate." in text
 
 
 def test_write_report_without_data(tmp_path):

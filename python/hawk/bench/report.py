@@ -10,6 +10,7 @@ this module needs neither matplotlib nor a display.
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -144,13 +145,21 @@ def _seed_summary(workloads, baselines, seed) -> dict:
             "speedup_vs_metaschedule": vs_metaschedule["geomean"], "n_vs_metaschedule": vs_metaschedule["n"]}
 
 
+def _flagged_summary(workloads) -> dict:
+    """Kernels the gate held for review: how many per method, in all, and on how many workloads."""
+    found = [f for w in workloads for f in w.get("flagged") or []]
+    return {**{m: sum(f.get("method") == m for f in found) for m in METHODS},
+            "total": len(found), "workloads": sum(bool(w.get("flagged")) for w in workloads)}
+
+
 def summarize(workloads: list[dict], baselines: list[str], seeds: list[int]) -> dict:
     """The ``summary`` object of a bench result, computed from its per-workload entries.
 
     A run is one (workload, seed); rates are over all runs, so a run that is missing
     counts as failed. Geometric means are over the workloads where both sides have
     cycles, and the ``n`` beside each says how many that was. A method absent from
-    ``baselines`` gets None (and its speedups ``{"geomean": None, "n": 0}``)."""
+    ``baselines`` gets None (and its speedups ``{"geomean": None, "n": 0}``). ``flagged``
+    counts the kernels the gate held for review; none of them is in any other figure."""
     present = set(baselines)
     return {
         "workloads": len(workloads),
@@ -160,6 +169,7 @@ def summarize(workloads: list[dict], baselines: list[str], seeds: list[int]) -> 
         "reference": _reference_summary(workloads) if "reference" in present else None,
         "speedup": _speedup_summary(workloads, present),
         "per_seed": [_seed_summary(workloads, present, s) for s in seeds],
+        "flagged": _flagged_summary(workloads),
     }
 
 
@@ -287,6 +297,10 @@ def _summary_notes(result, summary) -> list[str]:
     ms_ref = (summary.get("speedup") or {}).get("metaschedule_vs_reference")
     if "metaschedule" in present and "reference" in present:
         notes.append(f"MetaSchedule against the reference: {fmt_stats(ms_ref)}.")
+    flagged = summary.get("flagged") or {}
+    if flagged.get("total"):
+        notes.append(f"**{flagged['total']} kernel(s) on {flagged['workloads']} workload(s) were flagged for "
+                     "review** and are in none of these figures: see Flagged for review.")
     return notes
 
 
@@ -424,6 +438,46 @@ def _wins_section(result) -> str:
     else:
         parts.append("The loop solved every workload a baseline solved.")
     return head + "\n\n".join(parts)
+
+
+FLAGGED_HEADERS = ["Workload", "Method", "Seed", "Iteration", "Cycles", "Roofline cycles", "Reference cycles",
+                   "Reason"]
+
+
+def _flagged_section(result) -> str:
+    head = "## Flagged for review\n\n"
+    gate = result.get("gate")
+    if not gate:
+        return head + "Not checked: this result predates the gate."
+    rule = (f"A kernel faster than its roofline (then the NPU model is wrong, not the kernel good) or more "
+            f"than {gate['max_speedup']:g}x faster than the reference is no method's result: it is left out "
+            "of every figure in this report and listed here for a person to look at.")
+    flagged = [(w, f) for w in _sorted(result.get("workloads") or []) for f in w.get("flagged") or []]
+    if not flagged:
+        return head + rule + "\n\nNo kernel was flagged."
+    rows = [[f"`{w.get('name')}`", LABELS.get(f.get("method"), f.get("method")), f.get("seed"),
+             None if f.get("iteration") is None else f["iteration"] + 1, fmt_cycles(f.get("cycles")),
+             fmt_cycles(f.get("roofline_cycles")), fmt_cycles(f.get("reference_cycles")), f.get("reason")]
+            for w, f in flagged]
+    parts = [rule, md_table(FLAGGED_HEADERS, rows, right={2, 3, 4, 5, 6})]
+    programs: dict[tuple, list[dict]] = {}  # one listing per distinct kernel of a workload
+    for w, f in flagged:
+        if f.get("program"):
+            programs.setdefault((w.get("name"), f["program"]), []).append(f)
+    for (name, program), fs in programs.items():
+        where = "; ".join(f"{LABELS.get(f.get('method'), f.get('method'))} seed {f.get('seed')}"
+                          + ("" if f.get("iteration") is None else f", iteration {f['iteration'] + 1}")
+                          for f in fs)
+        fence = _fence(program)
+        parts.append(f"<details><summary><code>{name}</code>: {where}</summary>\n\n"
+                     f"{fence}python\n{program.rstrip()}\n{fence}\n\n</details>")
+    return head + "\n\n".join(parts)
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text`` (proposed text is untrusted)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 # name: (alt text, the sentence under the image, why it may be missing)
@@ -696,8 +750,8 @@ def render_markdown(result: dict, plots: dict[str, Path | None]) -> str:
     summary = result.get("summary") or summarize(result.get("workloads") or [],
                                                  result.get("baselines") or [], _seeds(result))
     sections = [_title(result), _provenance(result), _summary_section(result, summary),
-                _seed_section(result, summary), _workload_section(result), _wins_section(result),
-                _plots_section(plots)]
+                _seed_section(result, summary), _workload_section(result), _flagged_section(result),
+                _wins_section(result), _plots_section(plots)]
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
