@@ -2,8 +2,13 @@
 
 The workload's TensorIR, the target's api view (scope names, intrinsic names and
 signatures), the previous attempt with what the device said about it, and retrieved
-knowledge. Never the spec's capacities, paths, alignments or costs: those reach a proposer
-only through knowledge. ``Feedback`` is plain text on purpose: it is what an LLM would read.
+knowledge. Nothing is rendered from the spec's capacities, paths, alignments or costs.
+Such numbers still reach a prompt the way they reach a programmer on a real NPU: the
+device log quotes what it observed (a SCOPE_OVERFLOW gives the bytes asked for and the
+scope's capacity, a misaligned DMA its burst_bytes and address range, an ILLEGAL_PATH the
+two scopes), a correct attempt its cycles and bottleneck pipe, and knowledge carries what
+was learned from such logs. ``Feedback`` is plain text on purpose: it is what an LLM would
+read.
 """
 
 from __future__ import annotations
