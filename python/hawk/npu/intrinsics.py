@@ -117,8 +117,7 @@ def register_intrinsics(spec: HardwareSpec) -> tuple[Intrinsic, ...]:
     for intrin in found:
         if _registered.get(intrin.name) == fp:
             continue
-        make = {"mma": _mma_funcs, "fill": _fill_funcs}.get(intrin.op, _reduce_funcs)
-        desc, impl = make(intrin)
+        desc, impl = _funcs(intrin)
         s_tir.TensorIntrin.register(intrin.name, desc, impl, override=True)
         _registered[intrin.name] = fp
     return found
@@ -126,6 +125,17 @@ def register_intrinsics(spec: HardwareSpec) -> tuple[Intrinsic, ...]:
 
 def find_intrinsic(spec: HardwareSpec, name: str) -> Intrinsic | None:
     return next((i for i in intrinsics(spec) if i.name == name), None)
+
+
+def implementation(intrin: Intrinsic):
+    """The implementation ``sch.tensorize`` inlines for ``intrin`` (its shape may be scaled to
+    a tile of several instructions): what a tensorized block's body must be."""
+    return _funcs(intrin)[1]
+
+
+def _funcs(intrin: Intrinsic):
+    make = {"mma": _mma_funcs, "fill": _fill_funcs}.get(intrin.op, _reduce_funcs)
+    return make(intrin)
 
 
 def _mma_funcs(intrin: Intrinsic):

@@ -16,7 +16,7 @@ import numpy as np
 from ..npu.intrinsics import find_intrinsic
 from ..npu.spec import HardwareSpec
 from .program import Instr, Loop, Program, Region, read_program
-from .units import compute_unit, geometry, is_dma, own_loop_counts, own_loops
+from .units import compute_unit, geometry, intrinsic_tiles, is_dma, own_loop_counts, own_loops
 
 LOOP, REGION, INSTR = 0, 1, 2
 KINDS = ("dma", "matrix", "vector", "scalar")
@@ -220,6 +220,10 @@ class _Lowering:
         intrin = find_intrinsic(self.spec, instr.intrinsic)
         if intrin is None:
             raise CodegenError(f"block {instr.block}: {instr.intrinsic} is not an instruction of {self.spec.name}")
+        tiles, differs = intrinsic_tiles(instr, intrin)
+        if differs:
+            raise CodegenError(f"block {instr.block}: not the {intrin.name} instruction ({differs})")
+        count *= tiles  # a block over a tile of several instruction shapes issues one per shape
         unit = self.spec.unit(intrin.unit)
         ops = [self._buffer(op.buffer, 1) for op in instr.operands]
         reads = tuple(ops) if intrin.op != "fill" else ()

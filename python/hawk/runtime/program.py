@@ -5,10 +5,16 @@ allocations moved to their lowest common ancestor and compacted to the region ac
 used) so that every buffer's shape is its on-chip footprint and every index is an
 expression of the enclosing loop variables. The tree read from it is what verify
 checks and what the timing model will execute. Reading is pure: no spec is needed.
+
+Reading sees everything that runs: outside leaf blocks only loops, sequences and blocks
+may appear; a leaf block's body is read node by node against an allow-list (its loops,
+guards and every store); calls that are not math are collected from the whole function,
+its attributes and annotations. Anything else is a ProgramError, never a silent skip.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import tvm
@@ -20,6 +26,25 @@ from ..npu.intrinsics import INTRIN_ATTR
 Load = tvm.ir.expr.TensorLoad  # tirx.BufferLoad is only a constructor in TVM 0.27
 
 DOUBLE_BUFFER_ATTR = "double_buffer_scope"
+# Expression nodes a kernel may hold, shared subterms counted at each use: TVM's passes and
+# analyses walk trees, so a DAG of doubling subterms must be refused before any of them runs.
+MAX_NODES = 200_000
+
+# Math the vector and scalar units execute (TVM 0.27 names). Any other call (extern, packed,
+# LLVM intrinsics, another backend's builtins) is not an instruction of the core.
+TRANSCENDENTAL = frozenset((
+    "tirx.exp", "tirx.exp2", "tirx.exp10", "tirx.log", "prim.log2", "tirx.log10", "tirx.log1p",
+    "tirx.sqrt", "tirx.rsqrt", "tirx.tanh", "tirx.sigmoid", "tirx.erf", "tirx.pow", "tirx.sin",
+    "tirx.cos", "tirx.tan", "tirx.atan", "tirx.asin", "tirx.acos", "tirx.sinh", "tirx.cosh",
+))
+MATH_OPS = TRANSCENDENTAL | frozenset((
+    "tirx.fabs", "tirx.floor", "prim.ceil", "tirx.round", "tirx.trunc", "tirx.nearbyint",
+    "tirx.isnan", "tirx.isinf", "tirx.isfinite", "tirx.fmod", "prim.if_then_else", "prim.likely",
+))
+IF_THEN_ELSE, LIKELY = "prim.if_then_else", "prim.likely"
+# Calls that turn a handle into a buffer: a view aliasing another buffer's memory.
+_ALIASING = frozenset(("tirx.buffer_data", "tirx.address_of", "tirx.handle_add_byte_offset",
+                       "tirx.ptr_byte_offset", "tirx.buffer_offset"))
 
 
 class ProgramError(ValueError):
@@ -33,6 +58,8 @@ class Access:
     buffer: tvm.ir.Var
     indices: tuple[tvm.ir.PrimExpr, ...]
     write: bool
+    guard: tvm.ir.PrimExpr | None = None  # condition under which it runs, inside the block
+    loops: tuple[Loop, ...] = ()  # loops inside the block around it, beyond the instruction's
 
     @property
     def scope(self) -> str:
@@ -68,12 +95,15 @@ class Instr:
     intrinsic: str | None = None
     operands: tuple[Operand, ...] = ()
     cast: bool = False  # a copy that converts the dtype on the way
-    ops: int = 0  # arithmetic operations per element (a pure move counts one)
+    inner: int = 0  # how many of ``loops`` are inside the block (its body's loop nest)
+    views: tuple[tvm.ir.Var, ...] = ()  # intrinsic: its operand buffers (match_buffers)
+    body: tirx.Stmt | None = None  # intrinsic: the tensorized block's body
+    ops: int = 0  # arithmetic operations per element, over all stores (a pure move counts one)
     transcendental: int = 0  # of which exp/log/sqrt/div-class
     mac: bool = False  # the body is C += A * B
     dtypes: frozenset[str] = frozenset()
     calls: frozenset[str] = frozenset()
-    predicate: tvm.ir.PrimExpr | None = None
+    predicate: tvm.ir.PrimExpr | None = None  # T.where of the block and the blocks around it
     annotations: dict = field(default_factory=dict)
 
     @property
@@ -119,6 +149,7 @@ class Region:
 class Program:
     func: tirx.PrimFunc
     body: list
+    foreign_calls: frozenset[str] = frozenset()  # non-math calls anywhere in the kernel
 
     def instrs(self) -> list[Instr]:
         out: list[Instr] = []
@@ -164,9 +195,9 @@ def as_module(kernel) -> tvm.IRModule:
 
 
 def main_func(mod: tvm.IRModule) -> tirx.PrimFunc:
-    funcs = [f for _, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)]
-    if len(funcs) != 1:
-        raise ProgramError(f"a kernel module holds exactly one PrimFunc, found {len(funcs)}")
+    funcs = [f for _, f in mod.functions.items()]
+    if len(funcs) != 1 or not isinstance(funcs[0], tirx.PrimFunc):
+        raise ProgramError(f"a kernel module holds exactly one PrimFunc, found {len(funcs)} functions")
     return funcs[0]
 
 
@@ -184,15 +215,65 @@ def analysis_form(kernel) -> tirx.PrimFunc:
 
 def read_program(kernel) -> Program:
     """Read a scheduled kernel as an NPU program; raises ProgramError if it cannot."""
-    func = analysis_form(kernel)
-    double = _double_buffered(func)
-    body = _Reader(double).stmt(func.body, ())
-    return Program(func, body)
+    try:
+        mod = as_module(kernel)
+        foreign = _scan(mod, main_func(mod))  # before any pass: they walk trees
+        func = analysis_form(mod)
+        body = _Reader(_double_buffered(func)).stmt(func.body, (), None)
+    except ProgramError:
+        raise
+    except Exception as err:  # noqa: BLE001 - unreadable IR of any kind (RecursionError too) is malformed
+        raise ProgramError(f"{type(err).__name__}: {_first_line(err)}") from None
+    return Program(func, body, foreign)
 
 
 def _first_line(err: Exception) -> str:
     lines = [ln for ln in str(err).strip().splitlines() if ln.strip()]
     return lines[-1] if lines else type(err).__name__
+
+
+def call_name(call) -> str:
+    op = call.op
+    return op.name if isinstance(op, tvm.ir.Op) else f"call:{op}"
+
+
+def _scan(mod: tvm.IRModule, func: tirx.PrimFunc) -> frozenset[str]:
+    """Non-math calls anywhere in the kernel (body, attributes, annotations, buffer
+    declarations); refuses trees over MAX_NODES, aliasing views and code-importing pragmas."""
+    count, foreign, refused = [0], set(), []
+
+    def refuse(reason):
+        refused.append(reason)
+        return tvm_ffi.VisitInterrupt(None)  # an exception would come back re-typed through the FFI
+
+    def on_node(node):
+        count[0] += 1
+        if count[0] > MAX_NODES:
+            return refuse(f"the kernel has over {MAX_NODES} expression nodes (shared subterms unfolded)")
+        if isinstance(node, tvm.ir.Call):
+            name = call_name(node)
+            if name in _ALIASING:
+                return refuse(f"a buffer view aliases another buffer's memory ({name})")
+            if name not in MATH_OPS:
+                foreign.add(name)
+        elif isinstance(node, (tirx.For, s_tir.SBlock)) and _imports_code(node.annotations):
+            return refuse(f"annotation {_imports_code(node.annotations)} imports code")
+        return None
+
+    for root in (mod.attrs, func.attrs, func):
+        if root is None:
+            continue
+        if isinstance(root, tvm.ir.DictAttrs) and _imports_code(root):
+            refuse(f"attribute {_imports_code(root)} imports code")
+        elif tvm_ffi.structural_walk(root, [(object, on_node)], order="pre") is None:
+            continue
+        raise ProgramError(refused[0])
+    return frozenset(foreign)
+
+
+def _imports_code(attrs) -> str:
+    """pragma_import_llvm / pragma_import_c link their text into the build."""
+    return next((str(k) for k in attrs.keys() if str(k).startswith("pragma_import")), "")
 
 
 def _double_buffered(func: tirx.PrimFunc) -> set:
@@ -216,44 +297,58 @@ def buffer_bytes(buf: tvm.ir.Var) -> int:
     return n * tvm.runtime.DataType(buf.dtype).bits // 8
 
 
+def read_loop(s) -> Loop:
+    if not isinstance(s.extent, tirx.IntImm) or not isinstance(s.min, tirx.IntImm):
+        raise ProgramError(f"loop {s.loop_var} has a non-constant range")
+    if int(s.min) != 0:
+        raise ProgramError(f"loop {s.loop_var} does not start at 0")
+    if int(s.extent) < 1:
+        raise ProgramError(f"loop {s.loop_var} has extent {int(s.extent)}")
+    return Loop(s.loop_var, int(s.extent), s.kind, dict(s.annotations))
+
+
+def _and(a, b):
+    if a is None:
+        return b
+    return b if b is None else tirx.And(a, b)
+
+
 class _Reader:
     def __init__(self, double: set):
         self.double = double
 
-    def stmt(self, s, loops: tuple[Loop, ...]) -> list:
+    def stmt(self, s, loops: tuple[Loop, ...], pred) -> list:
         if isinstance(s, tirx.SeqStmt):
-            return [n for child in s.seq for n in self.stmt(child, loops)]
+            return [n for child in s.seq for n in self.stmt(child, loops, pred)]
         if isinstance(s, tirx.For):
-            if not isinstance(s.extent, tirx.IntImm) or not isinstance(s.min, tirx.IntImm):
-                raise ProgramError(f"loop {s.loop_var} has a non-constant range")
-            if int(s.min) != 0:
-                raise ProgramError(f"loop {s.loop_var} does not start at 0")
-            loop = Loop(s.loop_var, int(s.extent), s.kind, dict(s.annotations))
-            loop.body = self.stmt(s.body, loops + (loop,))
+            loop = read_loop(s)
+            loop.body = self.stmt(s.body, loops + (loop,), pred)
             return [loop]
         if isinstance(s, s_tir.SBlockRealize):
-            return self.block(s, loops)
-        if isinstance(s, (tirx.LetStmt, tirx.AttrStmt)):
-            return self.stmt(s.body, loops)
-        if isinstance(s, tirx.Evaluate):
-            return []
-        raise ProgramError(f"unsupported statement {type(s).__name__} outside a block")
+            return self.block(s, loops, pred)
+        if isinstance(s, tirx.Evaluate) and isinstance(s.value, tirx.IntImm):
+            return []  # T.evaluate(0): nothing runs
+        raise ProgramError(f"{type(s).__name__} outside a leaf block")
 
-    def block(self, realize, loops) -> list:
+    def block(self, realize, loops, pred) -> list:
         block = realize.block
         allocs = tuple(
             Alloc(b, buffer_bytes(b), b in self.double) for b in block.alloc_buffers
         )
-        intrin = _intrinsic_of(block)
-        if intrin is not None:
-            body = [self.intrin(block, intrin, realize, loops)]
+        pred = _and(pred, _predicate(realize))
+        if block.match_buffers:
+            body = [self.intrin(block, pred, loops)]
         elif _has_child_block(block.body):
-            body = self.stmt(block.body, loops)
+            body = self.stmt(block.body, loops, pred)
         else:
-            body = [self.leaf(block, realize, loops)]
+            body = [_Leaf(block, loops, pred).read()]
         return [Region(block.name_hint, allocs, body)] if allocs else body
 
-    def intrin(self, block, name, realize, loops) -> Instr:
+    def intrin(self, block, pred, loops) -> Instr:
+        """A tensorized block: which instruction it claims to be; verify checks that it is."""
+        name = _intrinsic_of(block)
+        if name is None:
+            raise ProgramError(f"block {block.name_hint}: a buffer view (match_buffer) outside an intrinsic")
         operands = []
         for mb in block.match_buffers:
             src = mb.source
@@ -265,74 +360,155 @@ class _Reader:
                 extent.append(int(r.extent))
             operands.append(Operand(src.source, tuple(begin), tuple(extent)))
         return Instr(block.name_hint, "intrin", loops, intrinsic=name, operands=tuple(operands),
-                     predicate=_predicate(realize), annotations=dict(block.annotations))
+                     views=tuple(mb.buffer for mb in block.match_buffers), body=block.body,
+                     predicate=pred, annotations=dict(block.annotations))
 
-    def leaf(self, block, realize, loops) -> Instr:
-        loads, stores, dtypes, calls = [], [], set(), set()
 
-        def on_load(e):
-            loads.append(Access(e.source, tuple(e.indices), False))
+class _Leaf:
+    """A leaf block's body read node by node: its loops, guards, loads, stores and calls.
 
-        def on_store(s):
-            stores.append(Access(s.buffer, tuple(s.indices), True))
-            dtypes.add(expr_dtype(s.value))
+    The loops of a perfect nest at the top of the body become the instruction's own loops;
+    loops deeper in (around some stores only) multiply those stores' cost and bound their
+    accesses. Every store is costed; a constant stored under a guard (the init that
+    LowerInitBlock makes) is free, any other store costs at least one move.
+    """
 
-        def on_cast(e):
-            dtypes.add(expr_dtype(e))
+    def __init__(self, block, loops, pred):
+        self.block, self.pred = block, pred
+        self.loads: list[Access] = []
+        self.stores: list[tuple] = []  # (BufferStore, guard, inner loops)
+        self.dtypes: set[str] = set()
+        self.calls: set[str] = set()
+        body, own = block.body, []
+        while isinstance(body, tirx.For):
+            own.append(read_loop(body))
+            body = body.body
+        self.loops, self.inner, self.top = tuple(loops) + tuple(own), len(own), body
 
-        def on_call(e):
-            op = e.op
-            calls.add(op.name if isinstance(op, tvm.ir.Op) else str(op))
-            dtypes.add(expr_dtype(e))
+    def bad(self, node):
+        raise ProgramError(f"block {self.block.name_hint}: unsupported {type(node).__name__} in a block body")
 
-        def on_bad(s):
-            raise ProgramError(f"block {block.name_hint}: unsupported {type(s).__name__} in a block body")
+    def read(self) -> Instr:
+        self.stmt(self.top, None, ())
+        if not self.stores:
+            raise ProgramError(f"block {self.block.name_hint} writes nothing")
+        writes = tuple(Access(s.buffer, tuple(s.indices), True, g, lp) for s, g, lp in self.stores)
+        for a in self.loads + list(writes):
+            self.dtypes.add(a.dtype)
+        plain = trans = 0
+        work = []  # the stores that are not a guarded constant
+        for store, guard, inner in self.stores:
+            p, t, loads = _count_ops(store.value)
+            if guard is not None and not loads and p + t == 0:
+                continue
+            work.append(store)
+            times = math.prod(lp.extent for lp in inner)
+            plain, trans = plain + times * max(p, 1 if t == 0 else 0), trans + times * t
+        kind, cast = self.kind()
+        return Instr(self.block.name_hint, kind, self.loops, reads=tuple(self.loads), writes=writes,
+                     cast=cast, inner=self.inner, ops=plain if work else 1, transcendental=trans,
+                     mac=len(work) == 1 and _is_mac(work[0]),
+                     dtypes=frozenset(d for d in self.dtypes if d != "handle"),
+                     calls=frozenset(self.calls), predicate=self.pred,
+                     annotations=dict(self.block.annotations))
 
-        tvm_ffi.structural_walk(
-            block.body,
-            [(Load, on_load), (tirx.BufferStore, on_store), (tirx.Cast, on_cast),
-             (tvm.ir.Call, on_call), ((tirx.While, tirx.AllocBuffer), on_bad)],
-        )
-        if not stores:
-            raise ProgramError(f"block {block.name_hint} writes nothing")
-        for a in loads + stores:
-            dtypes.add(a.dtype)
-        kind, cast = "compute", False
-        store = _single_store(block.body)
-        if store is not None:
-            value = store.value
-            if isinstance(value, tirx.Cast) and isinstance(value.value, Load):
-                value, cast = value.value, True
-            if isinstance(value, Load) and not value.source.same_as(store.buffer):
-                kind = "copy"
-        ops, transcendental, mac = _count_ops(block.body)
-        return Instr(block.name_hint, kind, loops, reads=tuple(loads), writes=tuple(stores),
-                     cast=cast, ops=ops, transcendental=transcendental, mac=mac,
-                     dtypes=frozenset(d for d in dtypes if d != "handle"),
-                     calls=frozenset(calls), predicate=_predicate(realize),
-                     annotations=dict(block.annotations))
+    def kind(self) -> tuple[str, bool]:
+        """A copy moves data and nothing else: one unguarded store of a load (cast on the way,
+        or padded with a constant where an index-only guard fails); the rest is compute."""
+        if len(self.stores) != 1 or self.stores[0][1] is not None or self.stores[0][2]:
+            return "compute", False
+        if self.pred is not None and _reads_data(self.pred):
+            return "compute", False
+        store = self.stores[0][0]
+        value, cast = store.value, False
+        if isinstance(value, tirx.Cast):
+            value, cast = value.value, True
+        if isinstance(value, tvm.ir.Call) and call_name(value) == IF_THEN_ELSE:
+            cond, then, other = value.args
+            if _reads_data(cond) or not isinstance(other, (tirx.IntImm, tirx.FloatImm)):
+                return "compute", False
+            value = then
+        if isinstance(value, tirx.Cast):
+            value, cast = value.value, True
+        if isinstance(value, Load) and not value.source.same_as(store.buffer):
+            return "copy", cast
+        return "compute", False
+
+    def stmt(self, s, guard, inner) -> None:
+        if isinstance(s, tirx.SeqStmt):
+            for child in s.seq:
+                self.stmt(child, guard, inner)
+        elif isinstance(s, tirx.BufferStore):
+            for idx in s.indices:
+                self.expr(idx, guard, inner)
+            self.expr(s.value, guard, inner)
+            self.dtypes.add(expr_dtype(s.value))
+            self.stores.append((s, guard, inner))
+        elif isinstance(s, tirx.For):
+            self.stmt(s.body, guard, inner + (read_loop(s),))
+        elif isinstance(s, tirx.IfThenElse):
+            self.expr(s.condition, guard, inner)
+            self.stmt(s.then_case, _and(guard, s.condition), inner)
+            if s.else_case is not None:
+                self.stmt(s.else_case, _and(guard, tirx.Not(s.condition)), inner)
+        elif isinstance(s, tirx.Evaluate):
+            self.expr(s.value, guard, inner)  # a call for its effect: its name is checked
+        else:
+            self.bad(s)
+
+    def expr(self, e, guard, inner) -> None:
+        if isinstance(e, Load):
+            self.loads.append(Access(e.source, tuple(e.indices), False, guard, inner))
+            for idx in e.indices:
+                self.expr(idx, guard, inner)
+        elif isinstance(e, tvm.ir.Call):
+            name = call_name(e)
+            self.calls.add(name)
+            self.dtypes.add(expr_dtype(e))
+            if name == IF_THEN_ELSE and len(e.args) == 3:
+                cond, then, other = e.args
+                self.expr(cond, guard, inner)
+                self.expr(then, _and(guard, cond), inner)
+                self.expr(other, _and(guard, tirx.Not(cond)), inner)
+            else:
+                for arg in e.args:
+                    self.expr(arg, guard, inner)
+        elif isinstance(e, tirx.Cast):
+            self.dtypes.add(expr_dtype(e))
+            self.expr(e.value, guard, inner)
+        elif isinstance(e, tirx.Select):
+            for part in (e.condition, e.true_value, e.false_value):
+                self.expr(part, guard, inner)
+        elif isinstance(e, tirx.Not):
+            self.expr(e.a, guard, inner)
+        elif isinstance(e, _PLAIN_OPS):
+            self.expr(e.a, guard, inner)
+            self.expr(e.b, guard, inner)
+        elif not isinstance(e, (tirx.IntImm, tirx.FloatImm, tirx.Var, tvm.ir.StringImm)):
+            self.bad(e)
 
 
 def expr_dtype(e) -> str:
     return str(e.ty.dtype)
 
 
+# binary arithmetic and logic (Select, Not and Cast are read apart)
 _PLAIN_OPS = tuple(
     getattr(tirx, name) for name in (
-        "Add", "Sub", "Mul", "Div", "FloorDiv", "FloorMod", "Mod", "Min", "Max", "Select",
-        "EQ", "NE", "LT", "LE", "GT", "GE", "And", "Or", "Not",
+        "Add", "Sub", "Mul", "Div", "FloorDiv", "FloorMod", "Mod", "Min", "Max",
+        "EQ", "NE", "LT", "LE", "GT", "GE", "And", "Or",
     )
 )
-TRANSCENDENTAL = frozenset(f"tirx.{op}" for op in (
-    "exp", "exp2", "exp10", "log", "log2", "log10", "log1p", "sqrt", "rsqrt", "tanh", "sigmoid",
-    "erf", "pow", "sin", "cos", "atan",
-))
 
 
-def _count_ops(body) -> tuple[int, int, bool]:
-    """(operations, transcendental operations, is C += A * B) of a leaf block's stores."""
-    counts = {"ops": 0, "trans": 0}
-    stores = []
+def _count_ops(value) -> tuple[int, int, bool]:
+    """(operations, transcendental operations, reads data) of one stored value."""
+    counts = {"ops": 0, "trans": 0, "loads": 0}
+
+    def on_load(_):
+        counts["loads"] += 1
+        # index arithmetic is address generation, not work: do not descend into loads
+        return tvm_ffi.WalkResult.SKIP
 
     def on_plain(_):
         counts["ops"] += 1
@@ -342,25 +518,31 @@ def _count_ops(body) -> tuple[int, int, bool]:
             counts["ops"] += 1
 
     def on_call(e):
-        name = e.op.name if isinstance(e.op, tvm.ir.Op) else str(e.op)
-        counts["trans" if name in TRANSCENDENTAL else "ops"] += 1
+        name = call_name(e)
+        if name != LIKELY:  # a branch hint, no instruction
+            counts["trans" if name in TRANSCENDENTAL else "ops"] += 1
 
-    def on_store(s):
-        stores.append(s)
-        # index arithmetic is address generation, not work: do not descend into loads
-        tvm_ffi.structural_walk(s.value, [(Load, lambda _: tvm_ffi.WalkResult.SKIP), (_PLAIN_OPS, on_plain),
-                                          (tirx.Cast, on_cast), (tvm.ir.Call, on_call)], order="pre")
+    tvm_ffi.structural_walk(value, [(Load, on_load), ((*_PLAIN_OPS, tirx.Select, tirx.Not), on_plain),
+                                    (tirx.Cast, on_cast), (tvm.ir.Call, on_call)], order="pre")
+    return counts["ops"], counts["trans"], counts["loads"] > 0
 
-    tvm_ffi.structural_walk(body, [(tirx.BufferStore, on_store)])
-    if isinstance(body, tirx.SeqStmt):  # lowered init + update: the update is the work
-        counts = {"ops": 0, "trans": 0}
-        on_store(stores[-1])
-    mac = False
-    if stores:
-        v = stores[-1].value
-        mac = (isinstance(v, tirx.Add) and isinstance(v.a, Load) and v.a.source.same_as(stores[-1].buffer)
-               and isinstance(v.b, tirx.Mul))
-    return max(1, counts["ops"] + counts["trans"]) - counts["trans"], counts["trans"], mac
+
+def _is_mac(store) -> bool:
+    v = store.value
+    return (isinstance(v, tirx.Add) and isinstance(v.a, Load) and v.a.source.same_as(store.buffer)
+            and isinstance(v.b, tirx.Mul))
+
+
+def _reads_data(cond) -> bool:
+    """Whether a condition depends on anything but loop indices (a load or a call)."""
+    found = []
+
+    def on_node(e):
+        if isinstance(e, Load) or (isinstance(e, tvm.ir.Call) and call_name(e) != LIKELY):
+            found.append(e)
+
+    tvm_ffi.structural_walk(cond, [((Load, tvm.ir.Call), on_node)])
+    return bool(found)
 
 
 def _predicate(realize):
@@ -368,12 +550,6 @@ def _predicate(realize):
     if isinstance(p, tirx.IntImm) and int(p) == 1:
         return None
     return p
-
-
-def _single_store(body):
-    if isinstance(body, tirx.BufferStore):
-        return body
-    return None
 
 
 def _has_child_block(stmt) -> bool:
@@ -384,9 +560,7 @@ def _has_child_block(stmt) -> bool:
 
 
 def _intrinsic_of(block) -> str | None:
-    """The intrinsic a tensorized block runs: its body holds a block tagged INTRIN_ATTR."""
-    if not block.match_buffers:
-        return None
+    """The intrinsic a tensorized block claims to run: its body holds a block tagged INTRIN_ATTR."""
     names = []
 
     def on_block(b):

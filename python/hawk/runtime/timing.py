@@ -15,7 +15,7 @@ from importlib import resources
 import numpy as np
 
 from ..npu.spec import HardwareSpec
-from .codegen import KINDS, CodegenError, NpuProgram, lower
+from .codegen import KINDS, NpuProgram, lower
 from .roofline import Roofline, roofline
 
 MAX_INSTRUCTIONS = 500_000_000  # a few seconds of simulation: beyond it a candidate is refused
@@ -159,11 +159,12 @@ class Profile:
 
 
 def time_kernel(kernel, spec: HardwareSpec, workload=None) -> Profile:
-    """Cycles of a verified kernel; with ``workload``, its roofline too."""
+    """Cycles of a verified kernel; with ``workload``, its roofline too. A kernel that has no
+    NPU program (unreadable, or illegal in a way codegen meets) raises SimulatorError only."""
     try:
         program = lower(kernel, spec)
-    except CodegenError as err:
-        raise SimulatorError(f"no NPU program: {err}") from None
+    except Exception as err:  # noqa: BLE001 - CodegenError, ProgramError or anything unreadable
+        raise SimulatorError(f"no NPU program: {type(err).__name__}: {str(err).strip()[:200]}") from None
     result = simulate(program)
     bottleneck = max(result.busy, key=lambda p: (result.busy[p], -program.pipes.index(p)))
     bound = roofline(workload, spec) if workload is not None else None

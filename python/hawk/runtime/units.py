@@ -5,13 +5,17 @@ Shared by verify (legality) and codegen (the instruction stream the timing model
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
 
 import tvm
+import tvm_ffi
 from tvm import sym, tirx
 
+from ..npu.intrinsics import REDUCTIONS, Intrinsic, implementation
 from ..npu.spec import HardwareSpec, Unit
-from .program import Access, Instr, Loop, Program, Region
+from .program import Access, Instr, Loop, Program, Region, analysis_form
 
 
 def compute_unit(instr: Instr, spec: HardwareSpec) -> Unit | None:
@@ -32,8 +36,9 @@ def own_loops(instr: Instr, counts: dict[int, int]) -> tuple[Loop, ...]:
 
 
 def own_loop_counts(program: Program) -> dict[int, int]:
-    """For each instruction, how many innermost loops wrap it alone (its own loop nest)."""
-    counts: dict[int, int] = {}
+    """For each instruction, how many innermost loops wrap it alone (its own loop nest):
+    the loops inside its block, then the loops of the tree that hold only it."""
+    counts: dict[int, int] = {id(i): i.inner for i in program.instrs()}
 
     def chain(node):
         if isinstance(node, Instr):
@@ -82,7 +87,9 @@ def linear_index(acc: Access):
     return lin
 
 
-def geometry(acc: Access, loops: list[Loop]) -> Geometry | None:
+def geometry(acc: Access, loops: list[Loop], cut=frozenset()) -> Geometry | None:
+    """``cut``: loop vars a predicate or guard may stop the transfer at; a burst never
+    extends across one of them (a cut innermost loop leaves bursts of one element)."""
     ana = sym.Analyzer()
     lin = ana.simplify(linear_index(acc))
     if not loops:
@@ -94,10 +101,68 @@ def geometry(acc: Access, loops: list[Loop]) -> Geometry | None:
     base = coeffs[-1]
     if cs[-1] != 1:
         return Geometry(base, 1, tuple(cs[:-1]), False, cs[-1])
+    if _in(loops[-1].var, cut):
+        return Geometry(base, 1, tuple(cs), True, 1)
     run, i = loops[-1].extent, len(loops) - 2
-    while i >= 0 and cs[i] == run:
+    while i >= 0 and cs[i] == run and not _in(loops[i].var, cut):
         run *= loops[i].extent
         i -= 1
     return Geometry(base, run, tuple(cs[: i + 1]), True, 1)
+
+
+def _in(var, vars_) -> bool:
+    return any(var.same_as(v) for v in vars_)
+
+
+def free_vars(expr) -> list:
+    found = []
+    if expr is not None:
+        tvm_ffi.structural_walk(expr, [(tirx.Var, found.append)])
+    return found
+
+
+def intrinsic_tiles(instr: Instr, intrin: Intrinsic) -> tuple[int, str]:
+    """(instructions one execution of a tensorized block issues, "") when its operands and
+    body are ``intrin``'s implementation over a tile of whole instruction shapes; else
+    (0, what differs). A forged body is never trusted: the block is compared with the
+    implementation TVM would inline, scaled to the tile its operands cover."""
+    s = intrin.shape
+    try:
+        dims = [tuple(int(d) for d in v.shape) for v in instr.views]
+    except TypeError:
+        return 0, "symbolic operand"
+    if intrin.op == "mma" and [len(d) for d in dims] == [2, 2, 2]:
+        (m, k), (_, n) = dims[0], dims[1]
+        per = (m, n, k), (s.m, s.n, s.k)
+    elif intrin.op == "fill" and [len(d) for d in dims] == [2]:
+        (m, n), k = dims[0], s.k
+        per = (m, n), (s.m, s.n)
+    elif intrin.op in REDUCTIONS and [len(d) for d in dims] == [1, 1]:
+        m, n, k = 1, 1, dims[0][0]
+        per = (k,), (s.k,)
+    else:
+        return 0, "operands"
+    tile, unit = per
+    if any(t < 1 or t % u for t, u in zip(tile, unit)):
+        return 0, "tile " + "x".join(map(str, tile))
+    expected = _implementation(intrin, m, n, k)
+    if expected is None or not tvm_ffi.structural_equal(
+            [*instr.views, instr.body], [*expected.params, expected.body.block.body], map_free_vars=True):
+        return 0, "body"
+    count = 1
+    for t, u in zip(tile, unit):
+        count *= t // u
+    return count, ""
+
+
+@functools.lru_cache(maxsize=256)
+def _implementation(intrin: Intrinsic, m: int, n: int, k: int):
+    """The analysis form of ``intrin``'s implementation over an m x n x k tile."""
+    shape = dataclasses.replace(intrin.shape, m=m, n=n, k=k) if intrin.op not in REDUCTIONS \
+        else dataclasses.replace(intrin.shape, k=k)
+    try:
+        return analysis_form(implementation(dataclasses.replace(intrin, shape=shape)))
+    except Exception:  # noqa: BLE001 - a tile no implementation exists for matches nothing
+        return None
 
 

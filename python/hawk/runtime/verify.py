@@ -6,36 +6,35 @@ Pure: the same kernel and spec always give the same faults, nothing is written.
 from __future__ import annotations
 
 import tvm
+import tvm_ffi
 from tvm import sym, tirx
 
 from ..npu import manual
 from ..npu.intrinsics import find_intrinsic
 from ..npu.spec import HardwareSpec, Scope
 from .fault import Fault
-from .program import Access, Instr, Loop, Program, ProgramError, Region, read_program
-from .units import Geometry, compute_unit, geometry, own_loop_counts
+from .program import MATH_OPS, Access, Instr, Loop, Program, ProgramError, Region, read_program
+from .units import Geometry, compute_unit, free_vars, geometry, intrinsic_tiles, own_loop_counts
 
-
-# Math the vector and scalar units execute; any other call (extern, packed, intrinsics of
-# another backend) is not an instruction of the core.
-MATH_OPS = frozenset(f"tirx.{op}" for op in (
-    "exp", "exp2", "exp10", "log", "log2", "log10", "log1p", "sqrt", "rsqrt", "tanh", "sigmoid",
-    "erf", "fabs", "pow", "floor", "ceil", "round", "trunc", "nearbyint", "if_then_else",
-    "likely", "isnan", "isinf", "isfinite", "sin", "cos", "atan", "fmod",
-))
+__all__ = ["MATH_OPS", "verify", "verify_program"]
 
 
 def verify(kernel, spec: HardwareSpec) -> list[Fault]:
-    """All faults of ``kernel`` (a scheduled PrimFunc or IRModule) on ``spec``."""
+    """All faults of ``kernel`` (a scheduled PrimFunc or IRModule) on ``spec``. Never raises:
+    IR that cannot be read or checked is a MALFORMED_IR fault."""
     try:
-        program = read_program(kernel)
+        return verify_program(read_program(kernel), spec)
     except ProgramError as err:
-        return [_fault(spec, manual.MALFORMED_IR, "-", "-", observed=(("reason", str(err)),))]
-    return verify_program(program, spec)
+        reason = str(err)
+    except Exception as err:  # noqa: BLE001 - any IR at all gets an answer
+        reason = f"{type(err).__name__}: {str(err).strip()[:200]}"
+    return [_fault(spec, manual.MALFORMED_IR, "-", "-", observed=(("reason", reason),))]
 
 
 def verify_program(program: Program, spec: HardwareSpec) -> list[Fault]:
     checker = _Checker(program, spec)
+    checker.params()
+    checker.foreign_calls()
     checker.capacity()
     for instr in program.instrs():
         checker.instr(instr)
@@ -70,6 +69,21 @@ class _Checker:
 
     def add(self, code, pipe, block, **fields):
         self.faults.append(_fault(self.spec, code, pipe, block, **fields))
+
+    # --- kernel --------------------------------------------------------------------------
+    def params(self) -> None:
+        """Parameters are the tensors in off-chip memory: one declared on chip skips its DMA."""
+        for param in self.program.func.params:
+            scope = param.scope() if hasattr(param, "scope") else "-"
+            if scope != self.spec.offchip:
+                self.add(manual.UNIT_SCOPE, "-", "root", buffer=param.name, scope=scope,
+                         observed=(("param", param.name),))
+
+    def foreign_calls(self) -> None:
+        """Non-math calls outside the leaf blocks (those in a leaf are reported with its unit)."""
+        in_leaves = set().union(*(i.calls for i in self.program.instrs()))
+        for call in sorted(self.program.foreign_calls - in_leaves):
+            self.add(manual.UNKNOWN_INSTR, "-", "root", observed=(("call", call),))
 
     # --- units ------------------------------------------------------------------------
     def compute_unit(self, instr: Instr):
@@ -113,6 +127,18 @@ class _Checker:
             self.add(manual.UNKNOWN_INSTR, "-", instr.block, observed=(("instr", instr.intrinsic),))
             return
         unit = self.spec.unit(intrin.unit)
+        if len(instr.operands) != len(intrin.operand_scopes):
+            self.add(manual.UNKNOWN_INSTR, unit.pipe, instr.block,
+                     observed=(("instr", instr.intrinsic), ("operands", len(instr.operands))))
+            return
+        tiles, differs = intrinsic_tiles(instr, intrin)
+        if differs.startswith("tile"):
+            self.add(manual.FRACTAL_MISMATCH, unit.pipe, instr.block,
+                     buffer=instr.operands[-1].buffer.name, scope=instr.operands[-1].buffer.scope(),
+                     observed=(("instr", instr.intrinsic), ("tile", differs.split()[1])))
+        elif differs:
+            self.add(manual.UNKNOWN_INSTR, unit.pipe, instr.block,
+                     observed=(("instr", instr.intrinsic), ("differs", differs)))
         for operand, scope in zip(instr.operands, intrin.operand_scopes):
             actual = operand.buffer.scope()
             allowed = unit.reads + unit.writes
@@ -141,6 +167,11 @@ class _Checker:
                          observed=(("stride", geo.inner_stride if geo else "non-affine"),))
                 return
         run = min(sides[0][1].run, sides[1][1].run)
+        # Where the block's predicate (both sides) or a padding guard (the read side) can
+        # stop the transfer, a burst ends there: a predicated tail is a burst of its own.
+        pred = _cut_vars(instr.predicate, instr.loops)
+        cuts = (pred | _cut_vars(src.guard, instr.loops), pred)
+        sides = [(acc, geometry(acc, loops, cut) if cut else geo) for (acc, geo), cut in zip(sides, cuts)]
         # One DMA instruction moves a 2-D transfer (bursts x burst length); loops
         # further out issue it again.
         transfer = tuple(loops[-2:])
@@ -151,7 +182,7 @@ class _Checker:
                 begin = _region_begin(acc, transfer)
                 self.fractal_tile(instr, path.pipe, acc.buffer, begin, extents)
                 continue
-            self.alignment(instr, path.pipe, acc, geo, run, scope)
+            self.alignment(instr, path.pipe, acc, geo, min(run, geo.run), scope)
 
     def alignment(self, instr, pipe, acc: Access, geo: Geometry, run: int, scope: Scope) -> None:
         if scope.alignment <= 1:
@@ -223,31 +254,38 @@ class _Checker:
 
     # --- bounds -----------------------------------------------------------------------
     def bounds(self, instr: Instr) -> None:
-        ana = sym.Analyzer()
-        for lp in instr.loops:
-            ana.bind(lp.var, tvm.ir.Range(0, lp.extent))
+        """Accesses outside their buffer, on any iteration that runs: the loops bound the
+        indices, and the block's predicate and the guards around an access narrow them."""
         checks = []
         if instr.kind == "intrin":
             for op in instr.operands:
                 for d, (b, e) in enumerate(zip(op.begin, op.extent)):
-                    checks.append((op.buffer, d, b, b + (e - 1)))
+                    checks.append((op.buffer, d, b, b + (e - 1), (), instr.predicate))
         else:
             for acc in instr.reads + instr.writes:
+                cond = _conjunction(instr.predicate, acc.guard)
+                if len(acc.indices) != len(acc.buffer.shape):
+                    raise ProgramError(f"block {instr.block}: {acc.name} indexed with "
+                                       f"{len(acc.indices)} of {len(acc.buffer.shape)} dims")
                 for d, idx in enumerate(acc.indices):
-                    checks.append((acc.buffer, d, idx, idx))
-        reported = set()
-        for buf, d, lo_expr, hi_expr in checks:
+                    checks.append((acc.buffer, d, idx, idx, acc.loops, cond))
+        reported, analyzers = set(), {}
+        for buf, d, lo_expr, hi_expr, inner, cond in checks:
             if buf.name in reported:
                 continue
             extent = buf.shape[d]
             if not isinstance(extent, tirx.IntImm):
                 continue
+            key = tuple(map(id, inner))
+            if key not in analyzers:
+                analyzers[key] = _bound_loops(instr.loops + tuple(inner))
+            ana = analyzers[key]
             lo = ana.const_int_bound(ana.simplify(lo_expr)).min_value
             hi = ana.const_int_bound(ana.simplify(hi_expr)).max_value
             if lo >= 0 and hi < int(extent):
                 continue
-            if instr.predicate is not None:
-                with ana.constraint_scope(instr.predicate):
+            if cond is not None:
+                with ana.constraint_scope(cond):
                     if ana.can_prove(lo_expr >= 0) and ana.can_prove(hi_expr < extent):
                         continue
             reported.add(buf.name)
@@ -266,6 +304,36 @@ class _Checker:
                 return pipe
         unit = self.compute_unit(instr)
         return unit.pipe if unit else "-"
+
+
+def _conjunction(a, b):
+    if a is None:
+        return _unhinted(b)
+    return _unhinted(a) if b is None else tirx.And(_unhinted(a), _unhinted(b))
+
+
+def _unhinted(cond):
+    """``cond`` without ``likely`` hints, which the analyzer cannot see through."""
+    if cond is None:
+        return None
+
+    def strip(call):
+        if isinstance(call.op, tvm.ir.Op) and call.op.name == "prim.likely" and len(call.args) == 1:
+            return call.args[0]
+        return call
+
+    return tvm_ffi.structural_map(cond, [(tvm.ir.Call, strip)])
+
+
+def _cut_vars(cond, loops) -> frozenset:
+    """The loop vars a condition depends on, unless the loops alone make it always true."""
+    cond = _unhinted(cond)
+    if cond is None:
+        return frozenset()
+    ana = _bound_loops(loops)
+    if ana.can_prove(cond):
+        return frozenset()
+    return frozenset(v for v in free_vars(cond) if any(v.same_as(lp.var) for lp in loops))
 
 
 def _peak(nodes, scope: Scope):
