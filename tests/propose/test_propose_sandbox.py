@@ -213,7 +213,7 @@ def test_cpu_burn_that_passes_the_prefilter_times_out():
     r = parse_tvmscript(text, timeout_s=HANG_TIMEOUT_S)
     assert r.module is None
     assert "timed out" in r.error.message
-    assert r.wall_s < HANG_TIMEOUT_S + 2
+    assert r.wall_s < HANG_TIMEOUT_S + 15  # the timeout counts from the end of the child's start-up
 
 
 def test_huge_allocation_that_passes_the_prefilter_hits_the_memory_limit():
@@ -254,28 +254,27 @@ def test_sandbox_alone_times_out_an_infinite_loop():
 def test_sandbox_reply_cannot_be_forged_and_crashes_are_errors():
     forged = KERNEL.format(bound='print(\'{"module": "forged"}\') or __import__("os")._exit(0)')
     r = _parse_unfiltered(forged, timeout_s=10)  # the print lands on stderr, not the reply pipe
-    assert r.module is None and "garbage" in r.error.message
+    assert r.module is None and "exited with status 0" in r.error.message
     r = _parse_unfiltered(KERNEL.format(bound='__import__("os").abort()'), timeout_s=10)
     assert r.module is None and "SIGABRT" in r.error.message
     assert "no module" in _load_module(None) and "unreadable" in _load_module("{not json")
 
 
 def test_os_limits_hold_without_the_audit_hook(tmp_path):
-    """No audit hook either: only the rlimits (NPROC 0, FSIZE 0) and the uid drop remain."""
+    """No audit hook either: seccomp refuses new processes; the chroot and Landlock keep
+    even a directory anyone may write to out of reach. (tests/sandbox has the full probe.)"""
     marker = tmp_path / "MARKER"
     spawn = KERNEL.format(
         bound=f'__import__("subprocess").run(["touch", "{marker}"]).returncode + 128'
     )
     r = _parse_unfiltered(spawn, timeout_s=10, audit=False)
-    assert r.module is None and "Resource temporarily unavailable" in r.error.message
+    assert r.module is None and "Operation not permitted" in r.error.message
     assert not marker.exists()
 
-    # A directory anyone may write to: FSIZE 0 still keeps every byte out of it.
     with tempfile.TemporaryDirectory() as shared:
         Path(shared).chmod(0o777)
         target = Path(shared) / "MARKER"
         write = KERNEL.format(bound=f'__import__("pathlib").Path("{target}").write_text("x") + 127')
         r = _parse_unfiltered(write, timeout_s=10, audit=False)
-        assert r.module is None
-        assert "File too large" in r.error.message or "Permission denied" in r.error.message
-        assert not target.exists() or target.stat().st_size == 0
+        assert r.module is None and "No such file or directory" in r.error.message
+        assert not target.exists()

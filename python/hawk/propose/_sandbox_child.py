@@ -1,29 +1,17 @@
-"""Sandbox child for hawk.propose.sandbox: parse one TVMScript text from stdin.
+"""The ``parse`` role of a sandbox child (hawk.sandbox.child): parse one TVMScript text.
 
-Run only as ``python -I -B _sandbox_child.py CPU_S MEMORY_MB NOFILE [--no-audit]`` by the
-parent. Order matters here:
-
-0. set CPU, address-space, file-size (0: no file can be written), core and fd limits, before
-   anything else is imported;
-1. import TVM and warm the parser up while still trusted (the text is not read yet);
-2. forbid new processes (RLIMIT_NPROC 0) and, when root, become ``nobody`` -- root ignores
-   RLIMIT_NPROC, and nobody cannot reach /root, other users' files or the interpreter's
-   own install to import anything new;
-3. install an audit hook refusing writes, process creation, sockets and ctypes
-   (``--no-audit`` leaves it out, so tests can prove the OS limits hold on their own);
-4. read the text and parse it; reply with one JSON object on the saved stdout:
-   ``{"module": <tvm.ir.save_json>}`` or ``{"error": msg, "line": n, "col": n}``.
-
-Deliberately imports nothing from hawk: the child needs TVM and the standard library only.
+``prepare`` imports TVM and warms the parser up while still trusted; the child then locks
+itself down (chroot, nobody, Landlock, seccomp, no network); ``arm`` adds an audit hook
+as a last Python-level layer; ``handle`` parses the text of a request and answers
+``{"module": <tvm.ir.save_json>}`` or ``{"error": msg, "line": n, "col": n}``.
 """
 
-import json
+from __future__ import annotations
+
 import os
 import re
-import resource
 import sys
 
-_NOBODY = 65534
 _WARMUP = """
 @I.ir_module
 class Module:
@@ -59,21 +47,15 @@ def _audit(event, args):
             raise PermissionError("sandbox: opening a file for writing is not allowed")
 
 
-def _limit(cpu_s, memory_mb, nofile):
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))  # SIGXCPU, then SIGKILL
-    resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # CPython ignores SIGXFSZ: writes fail EFBIG
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+def prepare() -> None:
+    import tvm.script
+
+    tvm.script.from_source(_WARMUP)  # loads the lazily imported parser/dialect modules now
 
 
-def _drop_privileges():
-    # Not set with the others: importing TVM starts a native thread, which counts.
-    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
-    if os.getuid() == 0:
-        os.setgroups([])
-        os.setgid(_NOBODY)
-        os.setuid(_NOBODY)  # also clears the saved uid: there is no way back
+def arm(options: dict) -> None:
+    if options.get("audit", True):  # tests turn it off to prove the OS layers alone
+        sys.addaudithook(_audit)
 
 
 def _diagnostic(err):
@@ -91,36 +73,17 @@ def _diagnostic(err):
     return reply
 
 
-def main():
-    _limit(*(int(a) for a in sys.argv[1:4]))
-    # The result goes to a private dup of stdout; fd 1 becomes stderr, so nothing printed
-    # while parsing can forge or corrupt the reply.
-    reply_to = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-
+def handle(header: dict, blobs: list[bytes]) -> tuple[dict, list]:
     import tvm
     import tvm.script
 
-    tvm.script.from_source(_WARMUP)  # loads the lazily imported parser/dialect modules now
-    _drop_privileges()
-    if "--no-audit" not in sys.argv:
-        sys.addaudithook(_audit)
-    text = sys.stdin.buffer.read().decode("utf-8", "replace")
+    text = blobs[0].decode("utf-8", "replace")
     try:
         obj = tvm.script.from_source(text)
         if not isinstance(obj, (tvm.IRModule, tvm.tirx.PrimFunc)):
-            reply = {
-                "error": f"TVMScript parsed to a {type(obj).__name__}, not a PrimFunc or IRModule"
-            }
+            reply = {"error": f"TVMScript parsed to a {type(obj).__name__}, not a PrimFunc or IRModule"}
         else:
             reply = {"module": tvm.ir.save_json(obj)}
     except tvm.error.DiagnosticError as e:
         reply = _diagnostic(e)
-    except BaseException as e:  # noqa: BLE001 - MemoryError, RecursionError, ...: all are answers
-        reply = {"error": f"{type(e).__name__}: {str(e)[:2000]}"}
-    reply_to.write(json.dumps(reply))
-    reply_to.flush()
-
-
-if __name__ == "__main__":
-    main()
+    return reply, []

@@ -10,14 +10,15 @@ Two independent layers stand between the text and the machine:
    code/objects/files, lambdas and comprehensions, helper functions, and attribute access
    that is neither a real ``T.``/``I.`` API name (resolved statically, never a module) nor
    a buffer/var field (``A.shape``, ``A.data``, ...) of a name the kernel binds.
-2. :func:`parse_tvmscript` -- parses only in a throwaway child process
-   (``_sandbox_child.py``): CPU/address-space/file-size/fd limits set before TVM is
-   imported, a scrubbed environment, a fresh working directory, a wall-clock timeout that kills the
-   process group, and, once TVM is imported (before the text is read), no new processes,
-   an unprivileged uid when started as root, and an audit hook refusing writes, process
-   creation, sockets and ctypes. The module comes back as ``tvm.ir.save_json`` text and is
-   rebuilt here by ``tvm.ir.load_json``, which constructs objects through the reflection
-   registry and evaluates nothing.
+2. :func:`parse_tvmscript` -- parses only in a throwaway confined child
+   (:mod:`hawk.sandbox`, role ``parse`` in ``_sandbox_child.py``): limits and a private
+   network namespace before TVM is imported; once it is (before the text is read), chroot
+   into a private empty directory, ``nobody`` when started as root, Landlock, a seccomp
+   filter (no sockets, processes, ptrace, ...), and an audit hook as a last Python-level
+   layer; a scrubbed environment and a wall-clock timeout that kills the process group.
+   Its reply is read with a size bound; the module comes back as ``tvm.ir.save_json``
+   text and is rebuilt here by ``tvm.ir.load_json``, which constructs objects through the
+   reflection registry and evaluates nothing.
 
 Import lines: ``from tvm.script import tirx as T`` (or ``tir as T``), ``from tvm.script
 import ir as I``, ``from tvm.tirx.layout import Axis`` and ``from __future__ import
@@ -34,22 +35,14 @@ an :class:`AdmissionError` in :class:`ParseResult`, never raised.
 from __future__ import annotations
 
 import ast
-import contextlib
 import inspect
-import json
 import math
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..sandbox import Limits, SandboxError, SandboxProcess, SandboxTimeout
 from .admission import AdmissionError
 
 if TYPE_CHECKING:
@@ -61,7 +54,7 @@ DEFAULT_TIMEOUT_S = 20.0
 DEFAULT_MEMORY_MB = 2048
 MAX_SOURCE_CHARS = 1_000_000  # ast.parse itself costs memory; no real kernel is this large
 _NOFILE = 32  # stdin/stdout/stderr, the dup'ed result pipe, and transient opens during import
-_CHILD = Path(__file__).with_name("_sandbox_child.py")
+MAX_REPLY_BYTES = 64 << 20  # a parsed kernel's JSON; real ones are well under 1 MB
 
 # (module, name) -> the only alias it may be imported under.
 _ALLOWED_IMPORTS = {
@@ -374,52 +367,25 @@ def _run_child(
         err = AdmissionError.at(original, message, line, col) if line else AdmissionError(message)
         return ParseResult(None, err, time.monotonic() - start)
 
-    workdir = tempfile.mkdtemp(prefix="hawk-tvmscript-")
-    env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
-    # -I: ignore PYTHON* variables, user site and the script's directory; -B: no .pyc writes.
-    # The child applies the limits as its first statements (no preexec_fn: not thread-safe);
-    # the CPU limit is only a backstop behind the wall-clock timeout.
-    limits = [str(math.ceil(timeout_s) + 1), str(memory_mb), str(_NOFILE)]
-    argv = [sys.executable, "-I", "-B", str(_CHILD), *limits, *([] if audit else ["--no-audit"])]
+    # A fresh child per text: nothing a payload leaves behind reaches the next parse.
+    child = SandboxProcess(
+        "parse", limits=Limits(cpu_s=math.ceil(timeout_s) + 1, memory_mb=memory_mb, nofile=_NOFILE),
+        options={"audit": audit},
+    )  # fmt: skip
     try:
-        try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=workdir, env=env, close_fds=True, process_group=0,
-            )  # fmt: skip
-        except OSError as e:
-            return fail(f"could not start the TVMScript sandbox: {e}")
-        try:
-            out, err = proc.communicate(text.encode(errors="replace"), timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            # The child is not reaped yet, so its pid (= process group id) cannot be reused.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            return fail(f"TVMScript parsing timed out after {timeout_s:g} s")
+        child.start()
+        reply, _ = child.request({"op": "parse"}, [text.encode(errors="replace")],
+                                 timeout=timeout_s, max_header=MAX_REPLY_BYTES, max_blobs=0)
+    except SandboxTimeout:
+        return fail(f"TVMScript parsing timed out after {timeout_s:g} s")
+    except SandboxError as err:
+        return fail(f"TVMScript sandbox failed: {str(err)[:800]}")
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    tail = err.decode(errors="replace").strip()[-800:]
-    if proc.returncode < 0:
-        sig = signal.Signals(-proc.returncode)
-        why = {signal.SIGXCPU: "CPU time limit exceeded",
-               signal.SIGKILL: "killed (CPU or memory limit)"}.get(sig, "crashed")  # fmt: skip
-        return fail(f"TVMScript sandbox {why} ({sig.name}){': ' + tail if tail else ''}")
-    if proc.returncode != 0:
-        return fail(
-            f"TVMScript sandbox exited with status {proc.returncode}{': ' + tail if tail else ''}"
-        )
-    try:
-        reply = json.loads(out)
-    except ValueError:
-        reply = None
-    if not isinstance(reply, dict):
-        return fail(f"TVMScript sandbox returned garbage: {out[:200]!r}")
+        child.close()
     if isinstance(reply.get("error"), str):
         line, col = reply.get("line"), reply.get("col")
         ok_pos = isinstance(line, int) and isinstance(col, int)
-        return fail(reply["error"], line if ok_pos else 0, col if ok_pos else 0)
+        return fail(reply["error"][:2000], line if ok_pos else 0, col if ok_pos else 0)
     module = _load_module(reply.get("module"))
     if isinstance(module, str):
         return fail(module)

@@ -6,6 +6,7 @@ build, an endless loop or a segfault becomes a result and never takes the caller
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -14,12 +15,15 @@ import numpy as np
 import tvm
 
 from ..ir.workload import Workload, WorkloadError, param_specs
+from ..sandbox import Limits, SandboxError, SandboxProcess, SandboxTimeout
 from .program import ProgramError, as_module, main_func
-from .worker import run_kernel
 
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 1e-2, "float64": 1e-6}
 DEFAULT_TRIALS = 5
 DEFAULT_TIMEOUT_S = 60.0
+HOST_MEMORY_MB = 4096  # TVM + LLVM map ~0.6 GB; the rest is for kernels and their data
+HOST_LIFETIME_CPU_S = 24 * 3600  # each request also gets its own CPU backstop
+MAX_REPLY_HEADER = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -52,21 +56,91 @@ class ExecResult:
 
 
 class HostWorker:
-    """One reusable worker process; killed and restarted after a timeout or crash."""
+    """A reusable confined child (:mod:`hawk.sandbox`, role ``host``) that builds and runs
+    kernels; killed and restarted after a timeout, a crash or a reply out of bounds."""
 
-    def __init__(self):
-        from tvm.support.popen_pool import PopenWorker
-
-        self._worker = PopenWorker()
+    def __init__(self, *, memory_mb: int = HOST_MEMORY_MB):
+        self._child = SandboxProcess("host", limits=Limits(
+            cpu_s=HOST_LIFETIME_CPU_S, memory_mb=memory_mb, nofile=64, fsize_mb=16))
         self._lock = threading.Lock()
 
-    def call(self, fn, args, timeout: float):
+    @property
+    def confinement(self) -> dict:
+        """The OS layers the worker runs under (starts it if needed)."""
         with self._lock:
-            self._worker.send(fn, args, timeout=timeout)
-            return self._worker.recv()
+            if not self._child.alive:
+                self._start()
+            return self._child.confinement
+
+    def _start(self) -> None:
+        try:
+            self._child.start()
+        except SandboxError as err:
+            raise ChildProcessError(str(err)) from None
+
+    def run(self, kernel_json: str, trials: list[list[np.ndarray]], out_specs: list[tuple],
+            timeout: float) -> dict:
+        """Build and run; ``{"outputs", "build_s", "run_s", "unwritten", "inputs_written"}``
+        or ``{"error", "phase"}``. Raises TimeoutError or ChildProcessError."""
+        header = {
+            "kernel": kernel_json, "cpu_s": math.ceil(timeout) + 1,
+            "inputs": [[[list(a.shape), str(a.dtype)] for a in trial] for trial in trials],
+            "outputs": [[[int(d) for d in shape], str(dtype)] for shape, dtype in out_specs],
+        }  # fmt: skip
+        blobs = [np.ascontiguousarray(a) for trial in trials for a in trial]
+        sizes = [math.prod(int(d) for d in shape) * _itemsize(dtype) for shape, dtype in out_specs]
+        with self._lock:
+            if not self._child.alive:
+                self._start()
+            try:
+                reply, out = self._child.request(header, blobs, timeout=timeout,
+                                                 max_header=MAX_REPLY_HEADER,
+                                                 max_blobs=sum(sizes) * len(trials))
+            except SandboxTimeout:
+                raise TimeoutError(f"no result within {timeout:g} s") from None
+            except SandboxError as err:
+                raise ChildProcessError(str(err)) from None
+            try:
+                return _checked_reply(reply, out, trials, out_specs, sizes)
+            except ChildProcessError:
+                self._child.close()  # a worker that answers out of turn is not reused
+                raise
 
     def close(self) -> None:
-        self._worker.kill()
+        with self._lock:
+            self._child.close()
+
+
+def _checked_reply(reply: dict, out: list[bytes], trials, out_specs, sizes) -> dict:
+    """The child's reply as trusted data, or ChildProcessError if it is not what was asked."""
+    if isinstance(reply.get("error"), str):
+        return {"error": reply["error"][:2000], "phase": str(reply.get("phase", "run"))[:20]}
+    n = len(out_specs)
+    unwritten, written = reply.get("unwritten"), reply.get("inputs_written")
+    ok = (len(out) == n * len(trials) and all(len(b) == sizes[i % n] for i, b in enumerate(out))
+          and isinstance(unwritten, list) and len(unwritten) == n
+          and all(isinstance(u, int) and u >= 0 for u in unwritten)
+          and isinstance(written, list) and all(isinstance(w, int) for w in written)
+          and all(isinstance(reply.get(k), (int, float)) for k in ("build_s", "run_s")))
+    if not ok:
+        raise ChildProcessError("the worker's reply does not match the request")
+    arrays = [np.frombuffer(b, dtype=_np_dtype(dtype)).reshape(shape)
+              for b, (shape, dtype) in zip(out, out_specs * len(trials))]
+    outputs = [arrays[t * n:(t + 1) * n] for t in range(len(trials))]
+    return {"outputs": outputs, "build_s": float(reply["build_s"]), "run_s": float(reply["run_s"]),
+            "unwritten": unwritten, "inputs_written": written}
+
+
+def _np_dtype(dtype: str):
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        return ml_dtypes.bfloat16
+    return np.dtype(dtype)
+
+
+def _itemsize(dtype: str) -> int:
+    return _np_dtype(dtype).itemsize
 
 
 _default_worker: HostWorker | None = None
@@ -87,8 +161,8 @@ def reference_outputs(workload: Workload, inputs: list[np.ndarray], *, worker: H
         outs = list(got) if isinstance(got, (list, tuple)) else [got]
     else:
         specs = [(t.shape, t.dtype) for t in workload.outputs]
-        res = (worker or default_worker()).call(
-            run_kernel, (tvm.ir.save_json(workload.module()), [inputs], specs), timeout)
+        res = (worker or default_worker()).run(
+            tvm.ir.save_json(workload.module()), [inputs], specs, timeout)
         if "error" in res:
             raise WorkloadError(res["error"])
         outs = res["outputs"][0]
@@ -138,7 +212,7 @@ def execute(kernel, workload: Workload, *, trials: int = DEFAULT_TRIALS, seed: i
     specs = [(t.shape, t.dtype) for t in workload.outputs]
     worker = worker or default_worker()
     try:
-        res = worker.call(run_kernel, (kernel_json, inputs, specs), timeout)
+        res = worker.run(kernel_json, inputs, specs, timeout)
     except TimeoutError:
         return done("timeout", f"no result within {timeout:g} s")
     except ChildProcessError:
@@ -149,6 +223,17 @@ def execute(kernel, workload: Workload, *, trials: int = DEFAULT_TRIALS, seed: i
 
 
 def _compare(res, expected, workload: Workload, done) -> ExecResult:
+    times = {"build_s": res["build_s"], "run_s": res["run_s"]}
+    if res["inputs_written"]:
+        names = ", ".join(workload.inputs[i].name if i < len(workload.inputs) else f"#{i}"
+                          for i in res["inputs_written"])
+        return done("mismatch", f"the kernel writes its input {names}", **times)
+    for spec, unwritten in zip(workload.outputs, res["unwritten"]):
+        if unwritten:
+            size = math.prod(int(d) for d in spec.shape)
+            return done("mismatch", f"{unwritten} of {size} elements of {spec.name} depend on what the "
+                                    "output held before the kernel ran (never written, or read before written)",
+                        mismatched=unwritten, **times)
     worst = (0.0, 0.0, 0)
     for t, (got_outs, want_outs) in enumerate(zip(res["outputs"], expected)):
         for spec, got, want in zip(workload.outputs, got_outs, want_outs):

@@ -1,7 +1,17 @@
-"""Code that runs inside the host worker process: build a kernel and run it.
+"""The ``host`` role of a sandbox child (hawk.sandbox.child): build a kernel and run it.
 
-Only plain data crosses the process boundary: the kernel as TVM JSON, numpy arrays in
-and out. A hang or a crash in here ends the worker, never the caller.
+``prepare`` imports TVM and builds and runs a warm-up kernel (vectorised, parallel, with a
+heap workspace and transcendental math), so every library and lazily imported module is
+loaded before the child locks itself down; after that it can read no file, open no
+socket and start no process. ``handle`` takes the kernel as TVM JSON and the inputs as raw
+arrays (no pickle crosses the boundary) and answers with the outputs as raw arrays.
+
+Outputs are pre-filled with poison: NaN or the largest finite value, the integer extremes,
+False or True. The first trial runs under both poisons, and an element that differs between
+the two runs was never written or was computed from what the output held before; later
+trials alternate the poisons, so an element skipped only for some inputs shows one.
+After each run the inputs are compared with what was sent: a kernel that writes its
+inputs is reported.
 """
 
 from __future__ import annotations
@@ -10,13 +20,51 @@ import time
 
 import numpy as np
 
+_WARMUP_N = 1024
 
-def run_kernel(kernel_json: str, trials: list[list[np.ndarray]], out_specs: list[tuple]) -> dict:
-    """Build ``kernel_json`` for the host and run it once per trial.
 
-    Outputs are pre-filled with NaN (or an extreme value for integer types) so that an
-    element the kernel never writes cannot pass by accident.
-    """
+def prepare() -> None:
+    import ml_dtypes  # noqa: F401 - bfloat16 arrays need it after lock-down
+    import tvm
+    from tvm.script import tirx as T
+
+    n = _WARMUP_N
+
+    @T.prim_func(s_tir=True)
+    def warmup(A: T.Buffer((n, n), "float32"), B: T.Buffer((n, n), "float16")):
+        tmp = T.alloc_buffer((n, n), "float32")
+        for i in T.parallel(n):
+            for j in T.vectorized(n):
+                with T.sblock("tmp"):
+                    vi, vj = T.axis.remap("SS", [i, j])
+                    tmp[vi, vj] = T.exp(A[vi, vj]) + T.log(T.sqrt(A[vi, vj]) + T.float32(1))
+        for i, j in T.grid(n, n):
+            with T.sblock("B"):
+                vi, vj = T.axis.remap("SS", [i, j])
+                B[vi, vj] = T.Cast("float16", T.if_then_else(tmp[vi, vj] > 0, tmp[vi, vj], T.tanh(tmp[vi, vj])))
+
+    a = np.ones((n, n), "float32")
+    _run(tvm.ir.save_json(tvm.IRModule({"main": warmup})), [[a]], [((n, n), "float16")])
+
+
+def handle(header: dict, blobs: list[bytes]) -> tuple[dict, list]:
+    inputs = header["inputs"]  # per trial: [[shape, dtype], ...]
+    arrays, k = [], 0
+    for specs in inputs:
+        trial = []
+        for shape, dtype in specs:
+            trial.append(np.frombuffer(blobs[k], dtype=_np_dtype(dtype)).reshape(shape).copy())
+            k += 1
+        arrays.append(trial)
+    outs = [(tuple(shape), dtype) for shape, dtype in header["outputs"]]
+    res = _run(header["kernel"], arrays, outs)
+    if "error" in res:
+        return res, []
+    blobs_out = [np.ascontiguousarray(o) for trial in res.pop("outputs") for o in trial]
+    return res, blobs_out
+
+
+def _run(kernel_json: str, trials: list[list[np.ndarray]], out_specs: list[tuple]) -> dict:
     import tvm
 
     t0 = time.perf_counter()
@@ -28,17 +76,30 @@ def run_kernel(kernel_json: str, trials: list[list[np.ndarray]], out_specs: list
     build_s = time.perf_counter() - t0
     dev = tvm.cpu(0)
     results, run_s = [], 0.0
+    unwritten = [0] * len(out_specs)
+    inputs_written: set[int] = set()
     try:
-        for inputs in trials:
-            args = [tvm.runtime.tensor(a, dev) for a in inputs]
-            outs = [tvm.runtime.tensor(_poison(shape, dtype), dev) for shape, dtype in out_specs]
-            t0 = time.perf_counter()
-            func(*args, *outs)
-            run_s += time.perf_counter() - t0
-            results.append([o.numpy() for o in outs])
+        for t, inputs in enumerate(trials):
+            # The first trial runs under both poisons; later ones alternate them, so an
+            # output skipped only for some inputs still shows a poison.
+            poisons = (_poison_a, _poison_b) if t == 0 else ((_poison_a, _poison_b)[t % 2],)
+            runs = []
+            for poison in poisons:
+                args = [tvm.runtime.tensor(a, dev) for a in inputs]
+                outs = [tvm.runtime.tensor(poison(shape, dtype), dev) for shape, dtype in out_specs]
+                t0 = time.perf_counter()
+                func(*args, *outs)
+                run_s += time.perf_counter() - t0
+                inputs_written |= {i for i, (a, arg) in enumerate(zip(inputs, args))
+                                   if not _same_bits(a, arg.numpy())}
+                runs.append([o.numpy() for o in outs])
+            if len(runs) == 2:
+                unwritten = [int(np.count_nonzero(~_same_elements(a, b))) for a, b in zip(*runs)]
+            results.append(runs[0])
     except Exception as err:  # noqa: BLE001
         return {"error": _one_line(err), "phase": "run"}
-    return {"outputs": results, "build_s": build_s, "run_s": run_s}
+    return {"outputs": results, "build_s": build_s, "run_s": run_s, "unwritten": unwritten,
+            "inputs_written": sorted(inputs_written)}
 
 
 def _one_line(err: Exception) -> str:
@@ -46,13 +107,40 @@ def _one_line(err: Exception) -> str:
     return f"{type(err).__name__}: {lines[-1] if lines else ''}"
 
 
-def _poison(shape, dtype) -> np.ndarray:
+def _np_dtype(dtype: str):
     if dtype == "bfloat16":
         import ml_dtypes
 
-        return np.full(shape, np.nan, dtype=ml_dtypes.bfloat16)
-    if np.issubdtype(np.dtype(dtype), np.floating):
-        return np.full(shape, np.nan, dtype=dtype)
+        return ml_dtypes.bfloat16
+    return np.dtype(dtype)
+
+
+def _poison_a(shape, dtype) -> np.ndarray:
+    dt = _np_dtype(dtype)
     if dtype == "bool":
         return np.zeros(shape, dtype=bool)
-    return np.full(shape, np.iinfo(np.dtype(dtype)).min, dtype=dtype)
+    if dtype == "bfloat16" or np.issubdtype(dt, np.floating):
+        return np.full(shape, np.nan, dtype=dt)
+    return np.full(shape, np.iinfo(dt).min, dtype=dt)
+
+
+def _poison_b(shape, dtype) -> np.ndarray:
+    dt = _np_dtype(dtype)
+    if dtype == "bool":
+        return np.ones(shape, dtype=bool)
+    if dtype == "bfloat16":
+        return np.full(shape, 3.0e38, dtype=dt)
+    if np.issubdtype(dt, np.floating):
+        return np.full(shape, np.finfo(dt).max, dtype=dt)
+    return np.full(shape, np.iinfo(dt).max, dtype=dt)
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _same_elements(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise bit equality (NaN equals NaN), flattened."""
+    width = a.dtype.itemsize
+    view = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[width]
+    return a.reshape(-1).view(view) == b.reshape(-1).view(view)
