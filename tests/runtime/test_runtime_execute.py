@@ -103,3 +103,63 @@ def test_tolerances_per_dtype():
     assert TOLERANCE["float32"] == 1e-4
     assert TOLERANCE["float16"] == TOLERANCE["bfloat16"] == 1e-2
     assert "int32" not in TOLERANCE  # integers compare exactly
+
+
+@T.prim_func(s_tir=True)
+def _writes_input(X: T.Buffer((64, 128), "float32"), Y: T.Buffer((64, 128), "float32")):
+    for i, j in T.grid(64, 128):
+        with T.sblock("Y"):
+            vi, vj = T.axis.remap("SS", [i, j])
+            Y[vi, vj] = X[vi, vj] * T.float32(2)
+            X[vi, vj] = T.float32(0)
+
+
+def test_a_kernel_that_writes_its_input_is_caught(worker):
+    res = execute(_writes_input, _double_workload(), worker=worker)
+    assert res.status == "mismatch" and "writes its input X" in res.message
+
+
+def _positive_workload():
+    X = te.placeholder((8, 16), "float32", name="X")
+    Y = te.compute((8, 16), lambda i, j: X[i, j] > 100.0, name="Y")  # always False on the inputs
+    return from_te("big", "elementwise", [X, Y], reference=lambda x: x > 100.0)
+
+
+@T.prim_func(s_tir=True)
+def _bool_never_written(X: T.Buffer((8, 16), "float32"), Y: T.Buffer((8, 16), "bool")):
+    for i in range(1):
+        with T.sblock("noop"):
+            T.evaluate(0)
+
+
+@T.prim_func(s_tir=True)
+def _bool_written_where_positive(X: T.Buffer((8, 16), "float32"), Y: T.Buffer((8, 16), "bool")):
+    for i, j in T.grid(8, 16):
+        with T.sblock("Y"):
+            vi, vj = T.axis.remap("SS", [i, j])
+            if X[vi, vj] > T.float32(0):  # elsewhere the output keeps what it held
+                Y[vi, vj] = T.bool(False)
+
+
+def test_boolean_outputs_are_poisoned_like_the_others(worker):
+    """An all-False answer left unwritten would match a False poison; two poisons catch it."""
+    wl = _positive_workload()
+    assert execute(wl.func, wl, worker=worker).correct
+    for kernel in (_bool_never_written, _bool_written_where_positive):
+        res = execute(kernel, wl, worker=worker)
+        assert res.status == "mismatch" and "depend on what the output held" in res.message, res
+
+
+def test_a_worker_answering_out_of_turn_is_a_crash_not_data(worker, monkeypatch):
+    from hawk.sandbox.process import SandboxProcess
+
+    real = SandboxProcess.request
+
+    def forged(self, header, blobs=(), **kw):
+        reply, out = real(self, header, blobs, **kw)
+        return reply, out[:-1]  # one output array short
+
+    monkeypatch.setattr(SandboxProcess, "request", forged)
+    wl = _double_workload()
+    res = execute(wl.func, wl, worker=worker)
+    assert res.status == "crash"
