@@ -1,9 +1,11 @@
 """hawk bench: baselines over a suite, the result schema, the CLI."""
 
+import dataclasses
 import json
 
 import pytest
 
+from hawk.bench import harness
 from hawk.bench.harness import provenance, reference_entry, run_bench
 from hawk.bench.suites import find_workload, load_suite
 from hawk.cli import main
@@ -18,6 +20,78 @@ def test_reference_entry_judges_the_vendor_kernel(davinci):
     assert ok["status"] == "ok" and ok["cycles"] > 0
     none = reference_entry(find_workload("matmul_nt_bert_qkv"), davinci)
     assert none["status"] == "none" and none["cycles"] is None and "matmul_nt" in none["message"]
+
+
+def _reference_beyond_roofline(monkeypatch, names):
+    """The simulator reports the reference of the named workloads one cycle under its roofline."""
+    real_time = harness.time_kernel
+
+    def time_kernel(kernel, spec, workload=None):
+        profile = real_time(kernel, spec, workload)
+        if workload.name in names:
+            return dataclasses.replace(profile, cycles=profile.roofline_cycles - 1)
+        return profile
+
+    monkeypatch.setattr(harness, "time_kernel", time_kernel)
+
+
+def test_a_reference_beyond_its_roofline_is_flagged_not_a_result(davinci, monkeypatch):
+    _reference_beyond_roofline(monkeypatch, {"silu_f32"})
+    ref = reference_entry(find_workload("silu_f32"), davinci)
+    assert ref["status"] == "flagged" and ref["cycles"] is None
+    f = ref["flagged"]
+    assert f["cycles"] == f["roofline_cycles"] - 1 and f["reference_cycles"] is None and f["program"] is None
+    assert ref["message"] == f["reason"] == f"faster than the roofline: {f['cycles']} < {f['roofline_cycles']} cycles"
+
+
+def test_bench_gates_every_method_and_lists_the_flagged(edge, monkeypatch):
+    """Both tuners get the judged reference's cycles for their gate (none when it is flagged);
+    their flagged kernels, and a flagged reference, land in the workload's ``flagged``."""
+    import hawk.search
+    import hawk.tuning
+    from hawk.search import Candidate, TuneResult
+    from hawk.tuning import MetaScheduleResult
+
+    seen = {}
+    review = {"iteration": None, "cycles": 3, "roofline_cycles": 9, "reference_cycles": None,
+              "reason": "faster than the roofline: 3 < 9 cycles", "program": "sch.ms()\n"}
+
+    def fake_tune(wl, spec, proposer, *, reference_cycles, **kw):
+        seen[(wl.name, "loop")] = reference_cycles
+        result = TuneResult(wl.name, spec.name, "fake", kw["seed"], 2, reference_cycles)
+        result.candidates = [
+            Candidate(0, text="sch.fast()\n", stage="done", outcome="flagged", exec_status="ok", cycles=4,
+                      roofline_cycles=9, flag_reason="faster than the roofline: 4 < 9 cycles"),
+            Candidate(1, text="sch.ok()\n", stage="done", outcome="ok", exec_status="ok", cycles=50)]
+        return result
+
+    def fake_metaschedule(wl, spec, *, reference_cycles, **kw):
+        seen[(wl.name, "metaschedule")] = reference_cycles
+        return MetaScheduleResult(trials=2, legal=True, flagged=[{**review, "reference_cycles": reference_cycles}])
+
+    monkeypatch.setattr(hawk.search, "tune", fake_tune)
+    monkeypatch.setattr(hawk.tuning, "tune_metaschedule", fake_metaschedule)
+    _reference_beyond_roofline(monkeypatch, {"add_f16"})
+    workloads = [find_workload("silu_f32", "smoke"), find_workload("add_f16", "smoke")]
+    result = run_bench(workloads, edge, make_proposer=lambda: None, baselines=["metaschedule", "loop"],
+                       budget=2, seeds=[0], progress=False)
+    json.dumps(result)
+    silu, add = result["workloads"]
+    # the reference is judged although it is not a compared baseline: it arms the gate
+    assert silu["reference"]["status"] == "ok" and add["reference"]["status"] == "flagged"
+    ref = silu["reference_cycles"]
+    assert seen == {("silu_f32", "loop"): ref, ("silu_f32", "metaschedule"): ref,
+                    ("add_f16", "loop"): None, ("add_f16", "metaschedule"): None}
+    assert silu["cycles"] == 50 and silu["solved_seeds"] == 1  # the flagged 4 cycles are not the best
+    assert silu["metaschedule_cycles"] is None
+    assert [(f["method"], f["seed"], f["iteration"], f["cycles"]) for f in silu["flagged"]] == [
+        ("metaschedule", 0, None, 3), ("loop", 0, 0, 4)]
+    assert silu["flagged"][1]["program"] == "sch.fast()\n"
+    assert silu["flagged"][1]["reference_cycles"] == silu["reference_cycles"]
+    assert [f["method"] for f in add["flagged"]] == ["reference", "metaschedule", "loop"]
+    assert result["gate"] == {"max_speedup": 10.0}
+    assert result["summary"]["flagged"] == {"reference": 1, "metaschedule": 2, "loop": 2, "total": 5,
+                                            "workloads": 2}
 
 
 def test_bench_reference_and_loop_over_two_seeds(edge):
@@ -36,6 +110,7 @@ def test_bench_reference_and_loop_over_two_seeds(edge):
         if solved:
             assert min(solved) <= w["cycles"] <= max(solved)
         assert w["reference"]["status"] == "ok" and w["reference_cycles"] == w["reference"]["cycles"]
+        assert w["flagged"] == [f for s in w["seeds"] for f in s["loop"]["flagged"]]
     summary = result["summary"]
     assert summary["workloads"] == 2 and summary["runs"] == 4
     assert summary["metaschedule"] is None
@@ -53,7 +128,8 @@ def test_bench_metaschedule_baseline(davinci):
     ms = entry["seeds"][0]["metaschedule"]
     assert ms["trials"] <= 6 and entry["seeds"][0]["loop"] is None
     assert entry["metaschedule_cycles"] == (ms["cycles"] if ms["correct"] else None)
-    assert entry["reference"]["status"] == "not run"
+    assert entry["reference"]["status"] == "ok"  # judged for the gate, though not compared
+    assert isinstance(ms["flagged"], list) and isinstance(entry["flagged"], list)
 
 
 def test_bench_rejects_unknown_baselines(davinci):
@@ -125,4 +201,4 @@ def test_loop_entry_separates_legal_from_correct():
                          Candidate(1, stage="execute", outcome="wrong", exec_status="mismatch")]
     entry = loop_entry(result)
     assert entry["legal"] and not entry["correct"] and entry["cycles"] is None
-    assert entry["legal_candidates"] == 1 and entry["iterations"] == 2
+    assert entry["legal_candidates"] == 1 and entry["iterations"] == 2 and entry["flagged"] == []

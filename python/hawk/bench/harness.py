@@ -5,6 +5,11 @@ Per workload: the roofline; the vendor reference kernel (verified, run on the ho
 MetaSchedule baseline (``hawk.tuning``) and Hawk's generation loop (``hawk.search``), both
 at the same trial budget on the same NPU model and inputs. The result is one JSON-able
 dict (schema in ``hawk.bench.report``); ``summarize`` computes the summary.
+
+Every timed kernel passes the gate (``hawk.search.gate``): one faster than its roofline, or
+more than ``MAX_SPEEDUP`` times faster than the reference, is no method's result; it is
+listed under the workload's ``flagged`` for review. The reference is judged on every
+workload, also when it is not a compared baseline, because its cycles arm that gate.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from ..runtime.execute import DEFAULT_TIMEOUT_S, DEFAULT_TRIALS, HostWorker, exe
 from ..runtime.roofline import roofline
 from ..runtime.timing import time_kernel
 from ..runtime.verify import verify
+from ..search.gate import MAX_SPEEDUP, gate
 from .report import summarize
 
 BASELINES = ("reference", "metaschedule", "loop")
@@ -32,7 +38,10 @@ BASELINES = ("reference", "metaschedule", "loop")
 
 def reference_entry(workload: Workload, spec: HardwareSpec, *, trials: int = DEFAULT_TRIALS,
                     timeout: float = DEFAULT_TIMEOUT_S, worker: HostWorker | None = None) -> dict:
-    """The vendor kernel judged like any candidate: status none, error, illegal, wrong or ok."""
+    """The vendor kernel judged like any candidate: status none, error, illegal, wrong, flagged or ok.
+
+    A flagged reference (faster than its roofline: the model is wrong) has no cycles; what
+    the gate saw is under ``flagged``."""
     from .reference import has_reference, reference_kernel
 
     if not has_reference(workload, spec):
@@ -45,7 +54,14 @@ def reference_entry(workload: Workload, spec: HardwareSpec, *, trials: int = DEF
         outcome = execute(kernel, workload, trials=trials, timeout=timeout, worker=worker)
         if outcome.status != "ok":
             return {"status": "wrong", "cycles": None, "message": f"{outcome.status}: {outcome.message}"}
-        return {"status": "ok", "cycles": time_kernel(kernel, spec, workload).cycles, "message": ""}
+        profile = time_kernel(kernel, spec, workload)
+        verdict = gate(cycles=profile.cycles, roofline_cycles=profile.roofline_cycles, model_bug=profile.model_bug)
+        if verdict.flagged:
+            return {"status": "flagged", "cycles": None, "message": verdict.reason,
+                    "flagged": {"iteration": None, "cycles": profile.cycles,
+                                "roofline_cycles": profile.roofline_cycles, "reference_cycles": None,
+                                "reason": verdict.reason, "program": None}}
+        return {"status": "ok", "cycles": profile.cycles, "message": ""}
     except Exception as err:  # noqa: BLE001 -- a broken reference costs its comparison only
         return {"status": "error", "cycles": None, "message": f"{type(err).__name__}: {err}"}
 
@@ -67,7 +83,7 @@ def loop_entry(result) -> dict:
             "llm_calls": result.llm_calls, "pass_at_1": result.pass_at_1,
             "legal_candidates": legal,
             "wall_s": round(sum(c.wall_s for c in result.candidates), 3),
-            "best_program": best.text if best else None}
+            "best_program": best.text if best else None, "flagged": result.flagged_entries()}
 
 
 def run_bench(workloads: list[Workload], spec: HardwareSpec, *, make_proposer: Callable | None = None,
@@ -90,7 +106,7 @@ def run_bench(workloads: list[Workload], spec: HardwareSpec, *, make_proposer: C
     register_intrinsics(spec)
     start = time.perf_counter()
     tuned = [b for b in baselines if b in ("metaschedule", "loop")]
-    steps = len(workloads) * (("reference" in baselines) + len(tuned) * len(seeds))
+    steps = len(workloads) * (1 + len(tuned) * len(seeds))
     entries = []
     worker = HostWorker()
     bar = tqdm(total=steps, desc=f"bench {spec.name}", unit="run", file=sys.stderr, disable=not progress,
@@ -99,24 +115,23 @@ def run_bench(workloads: list[Workload], spec: HardwareSpec, *, make_proposer: C
         for wl in workloads:
             entry = {"name": wl.name, "category": wl.category, "model": wl.model, "op": wl.op,
                      "roofline_cycles": roofline_cycles(wl, spec), "seeds": []}
-            if "reference" in baselines:
-                bar.set_postfix_str(f"{wl.name}: reference")
-                entry["reference"] = reference_entry(wl, spec, trials=trials, timeout=exec_timeout, worker=worker)
-                bar.update()
-            else:
-                entry["reference"] = {"status": "not run", "cycles": None, "message": ""}
+            bar.set_postfix_str(f"{wl.name}: reference")
+            entry["reference"] = reference_entry(wl, spec, trials=trials, timeout=exec_timeout, worker=worker)
+            reference_cycles = entry["reference"]["cycles"]  # None unless legal, correct and unflagged
+            bar.update()
             for seed in seeds:
                 runs = {"seed": seed, "loop": None, "metaschedule": None}
                 if "metaschedule" in baselines:
                     bar.set_postfix_str(f"{wl.name}: MetaSchedule, seed {seed}")
                     ms = tune_metaschedule(wl, spec, budget=budget, seed=seed, trials=trials,
-                                           exec_timeout=exec_timeout, worker=worker)
+                                           exec_timeout=exec_timeout, worker=worker,
+                                           reference_cycles=reference_cycles)
                     runs["metaschedule"] = ms.to_dict()
                     bar.update()
                 if "loop" in baselines:
                     bar.set_postfix_str(f"{wl.name}: loop, seed {seed}")
                     result = tune(wl, spec, make_proposer(), budget=budget, seed=seed, worker=worker,
-                                  trials=trials, timeout=exec_timeout)
+                                  trials=trials, timeout=exec_timeout, reference_cycles=reference_cycles)
                     runs["loop"] = loop_entry(result)
                     bar.update()
                 entry["seeds"].append(runs)
@@ -130,7 +145,7 @@ def run_bench(workloads: list[Workload], spec: HardwareSpec, *, make_proposer: C
     finally:
         bar.close()
         worker.close()
-    return {"provenance": provenance or {}, "baselines": list(baselines),
+    return {"provenance": provenance or {}, "baselines": list(baselines), "gate": {"max_speedup": MAX_SPEEDUP},
             "wall_s": round(time.perf_counter() - start, 1), "interrupted": interrupted,
             "workloads": entries, "summary": summarize(entries, list(baselines), list(seeds))}
 
@@ -154,6 +169,19 @@ def _aggregate(entry: dict) -> None:
     entry["iterations"] = round(statistics.mean(r["iterations"] for r in loops), 2) if loops else 0
     entry["llm_calls"] = sum(r["llm_calls"] for r in loops)
     entry["wall_s"] = round(sum(r["wall_s"] for r in loops), 3)
+    entry["flagged"] = _flagged(entry)
+
+
+def _flagged(entry: dict) -> list[dict]:
+    """Every kernel the gate held for review on this workload, in one shape."""
+    found = []
+    if entry["reference"]["status"] == "flagged":
+        found.append({"method": "reference", "seed": None, **entry["reference"]["flagged"]})
+    for runs in entry["seeds"]:
+        for method in ("metaschedule", "loop"):
+            for flagged in (runs[method] or {}).get("flagged", []):
+                found.append({"method": method, "seed": runs["seed"], **flagged})
+    return found
 
 
 def _one_line(e: dict) -> str:
@@ -162,8 +190,9 @@ def _one_line(e: dict) -> str:
 
     ref = e["reference"]
     ref_s = show(ref["cycles"]) if ref["status"] == "ok" else ref["status"]
+    flagged = f"  flagged for review: {len(e['flagged'])}" if e["flagged"] else ""
     return (f"{e['name']:30s} ref {ref_s:>10s}  MetaSchedule {show(e['metaschedule_cycles']):>10s}  "
-            f"loop {show(e['cycles']):>10s}  roofline {show(e['roofline_cycles'])}")
+            f"loop {show(e['cycles']):>10s}  roofline {show(e['roofline_cycles'])}{flagged}")
 
 
 def provenance(command: str, *, suite: str, target: str, llm: str, budget: int, seeds, trials: int) -> dict:
