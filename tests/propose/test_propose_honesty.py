@@ -253,7 +253,7 @@ def _synthetic(text: str, spec) -> list[Feedback]:
 def test_offline_proposer_reads_no_hidden_field_over_seeds_iterations_and_feedback(preset, davinci, edge):
     spec = davinci if preset == "davinci-like" else edge  # fixtures register the intrinsics
     proposer = OfflineProposer()
-    proposals = 0
+    proposals = overflows = 0
     for n, wl in enumerate(WORKLOADS):  # every workload, seeds 0-4 in turn, a loop's feedback
         seed, feedback = n % 5, None
         for iteration in range(3):
@@ -263,6 +263,7 @@ def test_offline_proposer_reads_no_hidden_field_over_seeds_iterations_and_feedba
             assert not seen, (wl.name, seed, iteration, seen)
             proposals += 1
             feedback = _feedback_for(text, wl, spec)
+            overflows += "capacity=" in " ".join(feedback.device_log)
         if n % 4 == 0:
             for fb in _synthetic(text, spec):
                 with hidden_reads_trapped() as seen:
@@ -270,7 +271,7 @@ def test_offline_proposer_reads_no_hidden_field_over_seeds_iterations_and_feedba
                     build_messages(Task.for_target(wl, spec, fb))
                 assert not seen
                 proposals += 1
-    assert proposals > 200
+    assert proposals > 200 and overflows  # real device logs with observed numbers were fed back
 
 
 # --- determinism: a function of (seed, iteration, workload, api view, feedback) ---------------
@@ -323,6 +324,7 @@ def test_a_neutral_copy_judges_a_kernel_as_the_named_preset_does(preset, davinci
     register_intrinsics(neutral)
     assert api_view(neutral).scopes == ("global",) + tuple(f"global.npu.m{i}" for i in range(len(spec.scopes) - 1))
     renamed = names.renaming(spec, neutral)
+    seen_codes, legal = set(), 0
     for wl in WORKLOADS[::4]:
         for seed in range(2):
             text = OfflineProposer().propose(Task.for_target(wl, spec), seed=seed, iteration=0).text
@@ -332,7 +334,11 @@ def test_a_neutral_copy_judges_a_kernel_as_the_named_preset_does(preset, davinci
             a, b = apply_program(text, wl.module()), apply_program(neutral_text, wl.module())
             assert a.ok == b.ok, (wl.name, seed)
             if a.ok:
-                assert [f.code for f in verify(a.module, spec)] == [f.code for f in verify(b.module, neutral)]
+                codes = [f.code for f in verify(a.module, spec)]
+                assert codes == [f.code for f in verify(b.module, neutral)], (wl.name, seed)
+                seen_codes.update(codes)
+                legal += not codes
             with hidden_reads_trapped() as seen:
                 OfflineProposer().propose(Task.for_target(wl, neutral), seed=seed, iteration=0)
             assert not seen
+    assert legal and len(seen_codes) > 2 and "MALFORMED_IR" not in seen_codes

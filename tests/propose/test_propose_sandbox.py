@@ -278,3 +278,12 @@ def test_os_limits_hold_without_the_audit_hook(tmp_path):
         r = _parse_unfiltered(write, timeout_s=10, audit=False)
         assert r.module is None and "No such file or directory" in r.error.message
         assert not target.exists()
+
+
+def test_a_deep_module_from_the_child_is_refused_before_decoding(silu):
+    """2,000 nested additions crash tvm.ir.load_json; the reply is bounded first."""
+    from ..ir.test_ir_safe_json import nested_sum, with_attr
+
+    deep = with_attr(tvm.ir.save_json(silu), nested_sum(2000))
+    assert "nested 257 deep" in _load_module(deep)
+    assert isinstance(_load_module(with_attr(tvm.ir.save_json(silu), nested_sum(10))), tvm.IRModule)

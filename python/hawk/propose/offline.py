@@ -10,9 +10,11 @@ smaller tile after an overflow, another scope after a scope or path fault, anoth
 after anything else, a local variation once a kernel is correct. So it breaks the NPU's
 implicit constraints at a realistic rate. Retrieved knowledge in the task is not read yet.
 
-Scope names are its only hint about their use: it prefers a name containing ``ub``, ``buf``,
+Apart from the operand scopes in the intrinsic signatures, scope names are its only hint
+about what a scope is for: it prefers a name containing ``ub``, ``buf``,
 ``spm``, ... for staging and ``l1``, ``l2``, ... for matrix operands, a prior an LLM has as
-well. ``bench/first_proposals.py --neutral-names`` measures what these names are worth.
+well. ``bench/first_proposals.py`` measures what they are worth: the legality of first
+proposals on each preset and on a copy with neutral names (``global.npu.m0``, ...).
 
 It keeps no state between calls. Its text is a function of (seed, iteration, workload, api
 view, feedback): the decisions behind a program are written in a ``# plan:`` comment at its

@@ -43,6 +43,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from ..sandbox import Limits, SandboxError, SandboxProcess, SandboxTimeout
+from ..ir.safe_json import load_ir_json
 from .admission import AdmissionError
 
 if TYPE_CHECKING:
@@ -393,17 +394,16 @@ def _run_child(
 
 
 def _load_module(saved: object) -> tvm.IRModule | str:
-    """Rebuild the child's result (reflection only, no eval); a message if it is not a module."""
+    """Rebuild the child's result (reflection only, no eval, bounded before TVM decodes it:
+    its decoder recurses without a limit); a message if it is not a module."""
     import tvm
 
     if not isinstance(saved, str):
         return "TVMScript sandbox returned no module"
     try:
-        obj = tvm.ir.load_json(saved)
-    except Exception as e:  # noqa: BLE001 - any malformed JSON is just a refusal
-        return (
-            f"TVMScript sandbox returned an unreadable module: {type(e).__name__}: {str(e)[:200]}"
-        )
+        obj = load_ir_json(saved)
+    except ValueError as e:
+        return f"TVMScript sandbox returned an unreadable module: {e}"
     if isinstance(obj, tvm.tirx.PrimFunc):
         obj = tvm.IRModule({"main": obj})
     if not isinstance(obj, tvm.IRModule):
