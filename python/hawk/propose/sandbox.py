@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
-from ..sandbox import Limits, SandboxError, SandboxProcess, SandboxTimeout
 from ..ir.safe_json import load_ir_json
+from ..sandbox import Limits, SandboxError, SandboxProcess, SandboxTimeout
 from .admission import AdmissionError
 
 if TYPE_CHECKING:
