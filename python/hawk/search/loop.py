@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..ir.safe_json import ir_key
 from ..ir.workload import Workload
 from ..npu import register_intrinsics
 from ..npu.spec import HardwareSpec
@@ -261,7 +262,7 @@ def tune(workload: Workload, spec: HardwareSpec, proposer: Proposer, *, budget: 
         worker = HostWorker()
     try:
         feedback: Feedback | None = None
-        executed: dict[str, object] = {}  # kernel text -> passing ExecResult: a repeat is not rebuilt
+        executed: dict[str, object] = {}  # ir_key -> passing ExecResult: a repeat is not rebuilt
         for iteration in range(budget):
             task = Task.for_target(workload, spec, feedback)
             cand = _evaluate(task, workload, spec, proposer, iteration, seed=seed, worker=worker,
@@ -340,7 +341,7 @@ def _run(cand: Candidate, task: Task, workload: Workload, spec: HardwareSpec, pr
         return
 
     cand.stage = "execute"
-    key = module.script()
+    key = ir_key(module)  # not script(): exponential on shared subterms
     res = executed.get(key)
     if res is None:
         res = execute(module, workload, trials=trials, seed=seed, timeout=timeout, worker=worker)

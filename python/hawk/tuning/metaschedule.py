@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from tvm import s_tir
 from tvm.s_tir import meta_schedule as ms
 
+from ..ir.safe_json import ir_key
 from ..ir.workload import Workload
 from ..npu import api_view, register_intrinsics, target
 from ..npu.spec import HardwareSpec
@@ -132,7 +133,7 @@ def _pick_best(records, workload, spec, result, *, reference_cycles, **run) -> N
             break
         sch = s_tir.Schedule(workload.module())
         record.trace.apply_to_schedule(sch, remove_postproc=False)
-        key = sch.mod.script()
+        key = ir_key(sch.mod)
         if key in seen:  # the same kernel measured twice
             continue
         seen.add(key)
