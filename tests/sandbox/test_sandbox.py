@@ -8,6 +8,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -142,3 +143,34 @@ def test_channel_refuses_oversized_garbage_and_truncated_messages():
     with pytest.raises(ChannelError, match="closed"):
         read_message(r, max_header=100, max_blobs=0)
     os.close(r)
+
+
+_SPIN_AND_REPORT = """
+import sys, tvm
+from tvm.script import tirx as T
+from hawk.runtime import HostWorker
+
+@T.prim_func(s_tir=True)
+def spin(X: T.Buffer((1,), "int64")):
+    for i in range(1 << 62):
+        X[0] = X[0] + T.int64(1)
+
+w = HostWorker()
+w.confinement
+print(w._child.pid, flush=True)
+w.run(tvm.ir.save_json(tvm.IRModule({"main": spin})), [[]], [((1,), "int64")], 600)
+"""
+
+
+def test_a_busy_child_dies_with_a_killed_parent(tmp_path):
+    script = tmp_path / "spin.py"  # TVMScript reads its source: not a -c string
+    script.write_text(_SPIN_AND_REPORT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    for _ in range(50):
+        if not Path(f"/proc/{child}").exists():
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists()

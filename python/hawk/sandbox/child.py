@@ -28,14 +28,14 @@ _MAX_REQUEST = 1 << 34  # the parent is trusted; this only stops a corrupt lengt
 def main() -> None:
     role, limits = sys.argv[1], json.loads(sys.argv[2])
     conf = Confinement()
-    was_root = os.geteuid() == 0
+    was_root, parent_pid = os.geteuid() == 0, os.getppid()
     isolate_early(conf, cpu_s=limits["cpu_s"], memory_mb=limits["memory_mb"],
                   nofile=limits["nofile"], fsize_mb=limits["fsize_mb"])
     reply_fd = os.dup(1)
     os.dup2(2, 1)
     module = importlib.import_module(ROLES[role])
     module.prepare()
-    lock_down(conf, limits["workdir"], was_root=was_root)
+    lock_down(conf, limits["workdir"], was_root=was_root, parent_pid=parent_pid)
     if hasattr(module, "arm"):
         module.arm(limits)
     write_message(reply_fd, {"confinement": conf.to_dict()})

@@ -32,6 +32,7 @@ NOBODY = 65534
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _CLONE_THREAD = 0x00010000
+_PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -69,7 +70,7 @@ def isolate_early(conf: Confinement, *, cpu_s: int, memory_mb: int, nofile: int,
         conf.missing["netns"] = f"unshare: {_errno_text()}"
 
 
-def lock_down(conf: Confinement, workdir: str, *, was_root: bool) -> None:
+def lock_down(conf: Confinement, workdir: str, *, was_root: bool, parent_pid: int) -> None:
     """Close the filesystem, privileges and syscalls; call before reading hostile input."""
     try:
         os.chroot(workdir)
@@ -83,6 +84,11 @@ def lock_down(conf: Confinement, workdir: str, *, was_root: bool) -> None:
         os.setgid(NOBODY)
         os.setuid(NOBODY)  # also clears the saved uid: there is no way back
         conf.layers.append("uid=nobody")
+    # Die with the parent (a killed tuner leaves no busy child behind). Set after the uid
+    # change, which clears it; a parent already gone shows as a new parent pid.
+    _libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
     if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         conf.missing["no_new_privs"] = _errno_text()
         return  # Landlock and seccomp both require it
