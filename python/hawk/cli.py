@@ -356,6 +356,7 @@ _LLM_FLAGS = ("model", "base_url", "api_key_env", "timeout", "retries", "cache",
 
 
 def cmd_tune(args) -> int:
+    from .bench.harness import reference_entry
     from .bench.suites import find_workload, load_suite
     from .npu import load_spec, register_intrinsics
     from .runtime import HostWorker
@@ -382,9 +383,12 @@ def cmd_tune(args) -> int:
     try:
         for wl in workloads:
             progress = None if args.quiet else _progress(wl.name, args.budget)
+            # judged first, as in hawk bench: a legal, correct, unflagged reference arms the gate
+            ref = reference_entry(wl, spec, worker=worker)
             result = tune(wl, spec, proposer, budget=args.budget, seed=args.seed, worker=worker,
-                          on_candidate=progress, trials=args.trials, timeout=args.exec_timeout)
-            entry = _tune_entry(result, wl, spec, worker)
+                          on_candidate=progress, trials=args.trials, timeout=args.exec_timeout,
+                          reference_cycles=ref["cycles"])
+            entry = _tune_entry(result, wl, spec, ref)
             entries.append(entry)
             _print_tune_entry(entry, out=sys.stderr if args.json == "-" else sys.stdout)
     finally:
@@ -496,6 +500,11 @@ def _print_bench_summary(result: dict) -> None:
     print(f"  loop speedup vs reference {fmt_stats(sp['vs_reference'])}, "
           f"vs MetaSchedule {fmt_stats(sp['vs_metaschedule'])}; "
           f"MetaSchedule vs reference {fmt_stats(sp['metaschedule_vs_reference'])}")
+    flagged = s["flagged"]
+    if flagged["total"]:
+        print(f"  flagged for review, not counted: {flagged['total']} kernel(s) on {flagged['workloads']} "
+              f"workload(s) (loop {flagged['loop']}, MetaSchedule {flagged['metaschedule']}, "
+              f"reference {flagged['reference']})")
 
 
 def _make_proposer(args):
@@ -546,7 +555,9 @@ def _progress(name: str, budget: int):
     def show(cand, result) -> None:
         best = result.best
         what = cand.outcome
-        if cand.faults:
+        if cand.flagged:
+            what = f"{cand.cycles} cycles, flagged for review ({_clip(cand.flag_reason, 70)})"
+        elif cand.faults:
             what += " " + ",".join(dict.fromkeys(cand.faults))
         elif cand.cycles is not None:
             what += f" {cand.cycles} cycles"
@@ -560,17 +571,17 @@ def _progress(name: str, budget: int):
     return show
 
 
-def _tune_entry(result, workload, spec, worker) -> dict:
+def _tune_entry(result, workload, spec, ref: dict) -> dict:
     """The JSON entry of one workload: the loop's result plus reference and roofline cycles.
-    The reference is judged as in ``hawk bench``: it counts only when legal and correct."""
-    from .bench.harness import reference_entry, roofline_cycles
+    ``ref`` is the reference judged as in ``hawk bench``: it counts only when legal, correct
+    and not flagged."""
+    from .bench.harness import roofline_cycles
 
     entry = result.to_dict()
-    ref = reference_entry(workload, spec, worker=worker)
     ref_cycles = ref["cycles"]
     speedup = (ref_cycles / entry["cycles"]) if ref_cycles and entry["cycles"] else None
     return {"name": entry.pop("name"), "category": workload.category, **entry,
-            "reference_cycles": ref_cycles, "reference_note": ref["message"],
+            "reference_cycles": ref_cycles, "reference_status": ref["status"], "reference_note": ref["message"],
             "roofline_cycles": roofline_cycles(workload, spec),
             "speedup_vs_reference": round(speedup, 4) if speedup else None}
 
@@ -589,6 +600,8 @@ def _tune_summary(entries: list[dict]) -> dict:
             round(statistics.geometric_mean(e["speedup_vs_reference"] for e in both), 4) if both else None),
         "iterations": sum(e["iterations"] for e in entries),
         "llm_calls": sum(e["llm_calls"] for e in entries),
+        "flagged": sum(len(e["flagged"]) for e in entries),
+        "flagged_references": sum(e["reference_status"] == "flagged" for e in entries),
     }
 
 
@@ -611,6 +624,16 @@ def _print_tune_entry(e: dict, out) -> None:
         print(f"  no legal and correct kernel{ref}", file=out)
     print(f"  {e['iterations']} iterations, {e['llm_calls']} LLM calls; outcomes: "
           + ", ".join(f"{k} {v}" for k, v in e["outcomes"].items()), file=out)
+    if e["reference_status"] == "flagged":
+        print(f"  reference flagged for review: {e['reference_note']}", file=out)
+    if e["flagged"]:
+        print(f"  flagged for review, not counted: {len(e['flagged'])} kernel(s)", file=out)
+        kernels: dict[str, list[dict]] = {}  # a kernel proposed again is listed once
+        for f in e["flagged"]:
+            kernels.setdefault(f["program"], []).append(f)
+        for fs in kernels.values():
+            at = ", ".join(str(f["iteration"] + 1) for f in fs)
+            print(f"    iteration {at}: {fs[0]['cycles']} cycles, {fs[0]['reason']}", file=out)
 
 
 def _print_tune_summary(s: dict, out) -> None:
@@ -619,6 +642,9 @@ def _print_tune_summary(s: dict, out) -> None:
     line = (f"\n{s['solved']}/{s['workloads']} solved within the budget, pass@1 {s['pass_at_1']}/{s['workloads']}; "
             f"{s['iterations']} iterations, {s['llm_calls']} LLM calls")
     print(line, file=out)
+    if s["flagged"] or s["flagged_references"]:
+        print(f"flagged for review, not counted: {s['flagged']} kernel(s) and {s['flagged_references']} "
+              "reference kernel(s)", file=out)
     if s["geomean_speedup_vs_reference"]:
         print(f"geometric-mean speedup vs reference over {s['speedup_workloads']} workload(s): "
               f"{s['geomean_speedup_vs_reference']:.2f}x", file=out)

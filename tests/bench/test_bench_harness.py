@@ -158,6 +158,22 @@ def test_cli_bench_writes_json_and_report(tmp_path, capsys):
     assert "accuracy" in capsys.readouterr().out
 
 
+def test_cli_bench_shows_a_flagged_reference(tmp_path, capsys, monkeypatch):
+    _reference_beyond_roofline(monkeypatch, {"silu_f32"})
+    out, report = tmp_path / "bench.json", tmp_path / "report"
+    code = main(["bench", "--suite", "smoke", "--workload", "silu_f32", "--target", "edge-like",
+                 "--baselines", "reference", "--json", str(out), "--report", str(report), "-q"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "flagged for review, not counted: 1 kernel(s) on 1 workload(s) (loop 0, MetaSchedule 0, reference 1)" \
+        in printed
+    (entry,) = json.loads(out.read_text())["workloads"]
+    assert entry["reference"]["status"] == "flagged" and entry["reference_cycles"] is None
+    text = (report / "report.md").read_text()
+    section = text.split("## Flagged for review")[1]
+    assert "| `silu_f32` | Reference |" in section and "faster than the roofline" in section
+
+
 @pytest.mark.parametrize("args, message", [
     (["--baselines", "reference,autotvm"], "--baselines"),
     (["--seeds", "a-b"], "--seeds"),

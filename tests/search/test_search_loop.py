@@ -374,6 +374,33 @@ def test_cli_tune_writes_json(capsys, tmp_path, workload_file, ref, monkeypatch)
     assert s["accuracy"] == 1.0 and s["pass_at_1_rate"] == 0.0 and s["geomean_speedup_vs_reference"] == 1.0
 
 
+def test_cli_tune_shows_flagged_kernels_and_does_not_count_them(capsys, tmp_path, workload_file, ref,
+                                                               monkeypatch):
+    from hawk.bench import harness
+
+    program, _ = ref
+    _fake_offline(monkeypatch, program)
+    _fake_cycles(monkeypatch, lambda p: p.roofline_cycles - 1)
+    real_time = harness.time_kernel
+    monkeypatch.setattr(harness, "time_kernel", lambda k, s, w=None: dataclasses.replace(
+        real_time(k, s, w), cycles=1))  # the reference too: beyond its roofline
+    out_file = tmp_path / "out.json"
+    code, out, err = run(capsys, "tune", "--target", "davinci-like", "--workload", str(workload_file),
+                         "--budget", "2", "--trials", "1", "--json", str(out_file))
+    assert code == 1  # a flagged kernel does not solve the workload
+    assert "[relu 1/2] " in err and "cycles, flagged for review (faster than the roofline: " in err
+    assert "no kernel yet" in err
+    assert "flagged for review, not counted: 2 kernel(s)" in out
+    assert "    iteration 1, 2: " in out  # the same kernel twice is listed once
+    assert "reference flagged for review: faster than the roofline: 1 < " in out
+    (entry,) = json.loads(out_file.read_text())["workloads"]
+    assert entry["solved"] is False and entry["cycles"] is None and entry["speedup_vs_reference"] is None
+    assert entry["reference_status"] == "flagged" and entry["reference_cycles"] is None
+    assert [f["iteration"] for f in entry["flagged"]] == [0, 1] and entry["flagged"][0]["program"] == program
+    summary = json.loads(out_file.read_text())["summary"]
+    assert (summary["flagged"], summary["flagged_references"], summary["solved"]) == (2, 1, 0)
+
+
 def test_cli_tune_exits_1_when_nothing_is_solved(capsys, workload_file, monkeypatch):
     _fake_offline(monkeypatch, FAULTY, DOWN)
     code, out, err = run(capsys, "tune", "--target", "davinci-like", "--workload", str(workload_file),
