@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 from .channel import ChannelError, ChannelTimeout, read_message, write_message
@@ -97,6 +98,7 @@ class SandboxProcess:
             self.close()
             raise
         self.confinement = hello.get("confinement") or {}
+        _warn_missing(self.role, self.confinement.get("missing") or {})
         return self.confinement
 
     def request(self, header: dict, blobs=(), *, timeout: float, max_header: int,
@@ -170,6 +172,18 @@ class SandboxProcess:
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_missing(role: str, missing: dict) -> None:
+    """Say once per process which layer this machine does not give, and why."""
+    for layer, why in sorted(missing.items()):
+        if (role, layer) not in _warned:
+            _warned.add((role, layer))
+            warnings.warn(f"hawk sandbox ({role}): no {layer} on this machine ({why}); "
+                          "the other layers still hold", RuntimeWarning, stacklevel=3)
 
 
 class SandboxTimeout(SandboxError):
