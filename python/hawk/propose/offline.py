@@ -72,9 +72,13 @@ class OfflineProposer(Proposer):
         mma = api.mma_for(structure.operand_dtype) if structure.is_gemm else None
         if mma is not None:
             text = _gemm_program(structure, api, mma, choices)
+            plan = replace(choices, vector=0)
         else:
             text = _staged_program(structure, choices)
-        return Proposal(_plan_line(choices) + text, PROGRAM)
+            plan = replace(choices, operand_stage=choices.stage, k=0, via_stage=False, decompose=False)
+        # choices this kind of program never reads are written as constants, so that the same
+        # program comes with the same plan (the loop recognises a repeated kernel by its text)
+        return Proposal(_plan_line(plan) + text, PROGRAM)
 
 
 _PLAN = re.compile(r"^# plan: (.*)$", re.MULTILINE)
