@@ -13,13 +13,16 @@ convert to and from traces: ``program_from_trace`` and ``apply_program(...).trac
 from __future__ import annotations
 
 import ast
+import inspect
+import math
 import operator
 from dataclasses import dataclass
+from functools import cache
 
 import tvm
 from tvm import s_tir
 
-from .admission import AdmissionError
+from .admission import AdmissionError, parse_source
 
 # Schedule primitives a program may call, with the MetaSchedule sampling instructions a
 # trace replays (their decision makes them deterministic).
@@ -41,6 +44,15 @@ ANNOTATIONS = frozenset({
 })
 MAX_STATEMENTS = 400
 MAX_TEXT = 40_000
+# Bounds on what a line may say; TVM trusts its caller (a split with 8,000 factors crashes
+# it, sample_perfect_tile(n=20000000) allocates gigabytes). Real programs stay far below.
+MAX_LIST = 64  # factors, loops, candidates, unpacked names
+MAX_NESTING = 3  # a list of tuples of literals at most
+MAX_INT = 2**31 - 1  # TVM's loop and index arithmetic is int32
+MAX_STR = 256
+MAX_INDEX_MAP_NODES = 128
+# Integer arguments that size what TVM builds, rather than values in the IR.
+_COUNTS = {("sample_perfect_tile", "n"): 16}
 # Keywords that Trace.as_python prints differently from the Python API (TVM 0.27).
 _TRACE_KEYWORDS = {("get_output_blocks", "block"): "scope_block"}
 # Python's operators on TVM expressions build floordiv/floormod and unify integer dtypes.
@@ -71,17 +83,16 @@ def parse_program(text: str) -> tuple[list[ast.stmt] | None, AdmissionError | No
     """Check a program against the language; returns its statements or the first error."""
     if len(text) > MAX_TEXT:
         return None, AdmissionError(f"program is {len(text)} characters, the limit is {MAX_TEXT}")
-    try:
-        tree = ast.parse(text, mode="exec")
-    except SyntaxError as err:
-        return None, AdmissionError.at(text, f"syntax error: {err.msg}", err.lineno or 0, err.offset or 0)
+    tree, error = parse_source(text)
+    if error is not None:
+        return None, error
     if len(tree.body) > MAX_STATEMENTS:
         return None, AdmissionError(f"program has {len(tree.body)} statements, the limit is {MAX_STATEMENTS}")
-    try:
-        for stmt in tree.body:
+    for stmt in tree.body:
+        try:
             _check_statement(stmt)
-    except _Refuse as refusal:
-        return None, _error(text, refusal.node, str(refusal))
+        except _Refuse as refusal:
+            return None, _error(text, refusal.node, str(refusal))
     return tree.body, None
 
 
@@ -134,6 +145,7 @@ def _check_target(target: ast.expr) -> None:
     if isinstance(target, ast.Name):
         _check_name(target)
     elif isinstance(target, (ast.Tuple, ast.List)) and all(isinstance(t, ast.Name) for t in target.elts):
+        _check_length(target)
         for t in target.elts:
             _check_name(t)
     else:
@@ -158,25 +170,32 @@ def _check_call(node: ast.expr) -> None:
     for kw in node.keywords:
         if kw.arg is None:
             raise _Refuse(kw.value, "** arguments are not allowed")
-        _check_value(kw.value, func.attr, kw.arg)
+        _check_value(kw.value, func.attr)
 
 
-def _check_value(node: ast.expr, primitive: str, keyword: str | None = None) -> None:
+def _check_value(node: ast.expr, primitive: str, depth: int = 0) -> None:
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool, type(None))):
+        _check_literal(node, node.value)
         return
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and _is_number(node.operand):
+        _check_literal(node, node.operand.value)
         return
     if isinstance(node, ast.Name):
         _check_name(node)
         return
     if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
-        if not (isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, int)) and not (
-                isinstance(node.slice, ast.UnaryOp) and isinstance(node.slice.operand, ast.Constant)):
+        index = node.slice.operand if isinstance(node.slice, ast.UnaryOp) else node.slice
+        if not (isinstance(index, ast.Constant) and type(index.value) is int) or (
+                isinstance(node.slice, ast.UnaryOp) and not isinstance(node.slice.op, ast.USub)):
             raise _Refuse(node, "index with an integer literal")
+        _check_literal(node.slice, index.value)
         return
     if isinstance(node, (ast.List, ast.Tuple)):
+        if depth == MAX_NESTING:
+            raise _Refuse(node, f"lists nest {MAX_NESTING} deep at most")
+        _check_length(node)
         for elt in node.elts:
-            _check_value(elt, primitive)
+            _check_value(elt, primitive, depth + 1)
         return
     if isinstance(node, ast.Lambda) and primitive == "transform_layout":
         _check_index_lambda(node)
@@ -184,15 +203,35 @@ def _check_value(node: ast.expr, primitive: str, keyword: str | None = None) -> 
     raise _Refuse(node, f"argument must be a literal, a bound name or a list of them, not {type(node).__name__}")
 
 
+def _check_literal(node: ast.expr, value: object) -> None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not (
+            math.isfinite(value) and abs(value) <= MAX_INT):
+        raise _Refuse(node, f"numbers are at most {MAX_INT} in magnitude")
+    if isinstance(value, str) and (len(value) > MAX_STR or not value.isprintable()):
+        raise _Refuse(node, f"strings are names: printable and at most {MAX_STR} characters")
+
+
+def _is_number(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float)
+
+
+def _check_length(node: ast.Tuple | ast.List) -> None:
+    if len(node.elts) > MAX_LIST:
+        raise _Refuse(node, f"{len(node.elts)} items; the limit is {MAX_LIST}")
+
+
 def _check_index_lambda(node: ast.Lambda) -> None:
     params = [a.arg for a in node.args.args]
     if node.args.vararg or node.args.kwarg or node.args.kwonlyargs or node.args.defaults:
         raise _Refuse(node, "the index map takes plain positional parameters")
+    if len(params) > MAX_LIST or sum(1 for _ in ast.walk(node.body)) > MAX_INDEX_MAP_NODES:
+        raise _Refuse(node, f"an index map has at most {MAX_LIST} parameters and {MAX_INDEX_MAP_NODES} terms")
 
     def check(e):
         if isinstance(e, ast.Name) and e.id in params:
             return
-        if isinstance(e, ast.Constant) and isinstance(e.value, int):
+        if isinstance(e, ast.Constant) and type(e.value) is int:
+            _check_literal(e, e.value)
             return
         if isinstance(e, ast.BinOp) and type(e.op) in _INDEX_OPS:
             check(e.left)
@@ -236,7 +275,24 @@ def _call(sch: s_tir.Schedule, call: ast.Call, env: dict):
         intrin = kwargs.get("tensor_intrin", args[1] if len(args) > 1 else None)
         if not isinstance(intrin, str) or s_tir.TensorIntrin.get(intrin, allow_missing=True) is None:
             raise _Refuse(call, f"unknown tensor intrinsic {intrin!r}")
+    for param, value in _arguments(call, name, args, kwargs).items():
+        limit = _COUNTS.get((name, param))
+        if limit is not None and not (isinstance(value, int) and 0 < value <= limit):
+            raise _Refuse(call, f"sch.{name}: {param} must be an integer from 1 to {limit}, not {value!r}")
     return getattr(sch, name)(*args, **kwargs)
+
+
+def _arguments(call: ast.Call, name: str, args: list, kwargs: dict) -> dict:
+    """The call's arguments by parameter name, as the primitive will bind them."""
+    try:
+        return _signature(name).bind(None, *args, **kwargs).arguments
+    except TypeError as err:
+        raise _Refuse(call, f"sch.{name}: {err}") from None
+
+
+@cache
+def _signature(name: str) -> inspect.Signature:
+    return inspect.signature(getattr(s_tir.Schedule, name))
 
 
 def _value(node: ast.expr, env: dict):
@@ -286,7 +342,7 @@ def _index_map(node: ast.Lambda):
 
 
 def _error(text: str, node: ast.AST, message: str) -> AdmissionError:
-    return AdmissionError.at(text, message, getattr(node, "lineno", 0), getattr(node, "col_offset", -1) + 1)
+    return AdmissionError.at_node(text, message, node)
 
 
 def _tvm_message(err: Exception) -> str:
