@@ -46,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     workloads = load_suite("smoke") + load_suite("level1")
     print(f"{len(workloads)} workloads (smoke + level1), seeds 0-{args.seeds - 1}, first proposal only")
-    print("| preset | scope names | proposals | legal | legal rate | proposals with each fault code, admission errors |")
+    print("| preset | scope names | proposals | legal | legal rate | proposals per fault code, admission errors |")
     print("|---|---|---:|---:|---:|---|")
     for preset in ("davinci-like", "edge-like"):
         spec = load_spec(preset)

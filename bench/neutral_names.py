@@ -15,7 +15,8 @@ from hawk.npu import HardwareSpec, intrinsics
 def neutral_copy(spec: HardwareSpec) -> HardwareSpec:
     scope = {s.name: f"global.npu.m{i}" for i, s in enumerate(spec.onchip_scopes)}
     unit = {u.name: f"u{i}" for i, u in enumerate(spec.units)}
-    pipe = {p: f"p{i}" for i, p in enumerate(dict.fromkeys([p.pipe for p in spec.paths] + [u.pipe for u in spec.units]))}
+    pipes = dict.fromkeys([p.pipe for p in spec.paths] + [u.pipe for u in spec.units])  # in order, once each
+    pipe = {p: f"p{i}" for i, p in enumerate(pipes)}
     data = spec.to_dict()
     data["name"], data["description"] = f"npu-{spec.fingerprint()[:8]}", ""
     for s in data["scopes"]:
