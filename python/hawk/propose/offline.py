@@ -76,8 +76,8 @@ class OfflineProposer(Proposer):
         else:
             text = _staged_program(structure, choices)
             plan = replace(choices, operand_stage=choices.stage, k=0, via_stage=False, decompose=False)
-        # choices this kind of program never reads are written as constants, so that the same
-        # program comes with the same plan (the loop recognises a repeated kernel by its text)
+        # choices this kind of program never reads are written as constants: the same program
+        # comes with the same plan, so equal kernels have equal texts
         return Proposal(_plan_line(plan) + text, PROGRAM)
 
 
