@@ -3,6 +3,8 @@
 import json
 import threading
 import time
+from dataclasses import replace
+from unittest.mock import ANY
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -339,3 +341,69 @@ def test_extract_program(text, program):
 def test_replies_are_plain_values():
     reply = LLMReply(error="boom")
     assert not reply.ok and reply.text == "" and LLMReply(text="x").ok
+
+
+# --- any text an endpoint returns ----------------------------------------------------------
+
+# Line ends for str.splitlines but not for JSON lines, lone surrogates (JSON can carry them;
+# they cannot be encoded), NULs, and megabytes.
+ODD_TEXTS = ["a\u2028b", "\u2029", "x\x85y\x1c\x1d\x1e\x0b\x0cz", "lone \ud800 surrogate", "\udcff",
+             "nul\x00byte", "pair \ud83d\ude00", "M" * 3_000_000 + "\u2028end"]
+
+
+@pytest.mark.parametrize("text", ODD_TEXTS, ids=range(len(ODD_TEXTS)))
+def test_any_reply_survives_the_cache_the_transcript_and_replay(serve, tmp_path, text):
+    expected = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    assert "\ud800" not in expected and "\udcff" not in expected
+    endpoint = serve(text)
+    transcript, cache = tmp_path / "t.jsonl", tmp_path / "cache"
+    client = client_for(endpoint, transcript=transcript, cache_dir=cache)
+    reply = client.complete(ASK, seed=1)
+    assert reply.ok and reply.text == expected
+    reply.text.encode()  # valid Unicode from here on
+    # the answer goes back into the next prompt (feedback quotes it), and callers' raw text too
+    for content in (reply.text, text):
+        assert client.complete([{"role": "user", "content": content}], seed=1).ok
+    assert client_for(endpoint, cache_dir=cache).complete(ASK, seed=1) == replace(reply, cached=True,
+                                                                                   latency_s=ANY)
+    assert transcript.read_bytes().isascii() and transcript.read_bytes().count(b"\n") == 3
+    replay = ReplayClient(transcript)
+    assert replay.complete(ASK, seed=1).text == expected
+    assert replay.complete([{"role": "user", "content": reply.text}], seed=1).ok
+    assert replay.complete([{"role": "user", "content": text}], seed=1).ok
+
+
+def test_old_transcripts_with_raw_line_separators_still_replay(tmp_path):
+    transcript = tmp_path / "old.jsonl"
+    record = {"messages": ASK, "seed": None, "reply": {"text": "one\u2028two\x85three"}}
+    transcript.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert ReplayClient(transcript).complete(ASK).text == "one\u2028two\x85three"
+
+
+@pytest.mark.parametrize("garbage", [b'"just a string"', b"[1]", b'{"text": 5}', b"\xff\xfe{}",
+                                     b'{"text": "x", "prompt_tokens": "many"}', b'{"text": "x", "cached": 1}',
+                                     b"[" * 100_000 + b"]" * 100_000, b'{"text": "x", "extra": 1}'])
+def test_an_unreadable_cache_entry_is_a_miss(serve, tmp_path, garbage):
+    endpoint = serve("Fresh answer.")
+    client_for(endpoint, cache_dir=tmp_path).complete(ASK)
+    (entry,) = tmp_path.glob("*.json")
+    entry.write_bytes(garbage)
+    reply = client_for(endpoint, cache_dir=tmp_path).complete(ASK)
+    assert reply.ok and reply.text == "Fresh answer." and not reply.cached
+    assert len(endpoint.requests) == 2
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xfe\n", b"[1, 2]\n", b"[" * 100_000 + b"\n",
+                                     b'{"messages": [], "reply": {"text": "x", "prompt_tokens": "many"}}\n'])
+def test_an_unreadable_transcript_line_is_an_error_value(tmp_path, garbage):
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_bytes(json.dumps({"messages": ASK, "reply": {"text": "ok"}}).encode() + b"\n" + garbage)
+    reply = ReplayClient(transcript).complete(ASK)
+    assert not reply.ok and "line 2 is not a record" in reply.error
+
+
+@pytest.mark.parametrize("text", ["sch.fuse(" + "-" * 39_000 + "1)", "sch.fuse(" + "1+" * 30_000 + "1)",
+                                  "```python\nb0 = sch.get_sblock(name='a\u2028b')\n```"])
+def test_extract_program_never_raises(text):
+    program = extract_program(text)
+    assert program is None or "\u2028" in program  # a U+2028 inside the code stays inside it

@@ -12,6 +12,11 @@ Runs are expensive and not reproducible on their own, hence two records:
   to draw several samples for one prompt;
 * the transcript (one JSON line per exchange) lets ``ReplayClient`` rerun a search without
   the endpoint.
+
+Both survive any text an endpoint returns: lone surrogates (which JSON can carry) become
+U+FFFD as the answer is read, records are written as ASCII JSON (U+2028, U+0085, NUL and
+friends escaped, so a record is exactly one line) and read back split on ``\n`` only, and
+an entry that does not read back as a reply is a cache miss or a replay error value.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import openai
+
+from .admission import source_lines
 
 # Worth another attempt: the server or the network may recover. Other errors (bad request,
 # authentication, unknown model) would fail the same way again.
@@ -144,7 +151,8 @@ def request_key(model: str, messages: list[dict], temperature: float, max_tokens
     """sha256 naming a request in the cache: everything that can change the answer."""
     request = {"model": model, "messages": messages, "temperature": temperature,
                "max_tokens": max_tokens, "seed": seed}
-    return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    text = json.dumps(request, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode(errors="surrogatepass")).hexdigest()  # keys of valid text unchanged
 
 
 class OpenAIClient(LLMClient):
@@ -188,6 +196,8 @@ class OpenAIClient(LLMClient):
     def _ask(self, messages: list[dict], seed: int | None) -> LLMReply:
         cfg = self.config
         extra = {} if seed is None else {"seed": seed}
+        # a lone surrogate in a prompt (quoted from some earlier text) cannot even be encoded
+        messages = [{k: _valid_text(v) if isinstance(v, str) else v for k, v in m.items()} for m in messages]
         for attempt in range(cfg.retries + 1):
             if attempt:
                 self.usage.retries += 1
@@ -210,11 +220,10 @@ class OpenAIClient(LLMClient):
         if self.cache_dir is None:
             return None
         try:
-            entry = json.loads((self.cache_dir / f"{key}.json").read_text())
-            reply = LLMReply(**entry)
-        except (OSError, ValueError, TypeError):
+            reply = _stored_reply(json.loads((self.cache_dir / f"{key}.json").read_bytes()))
+        except (OSError, ValueError, TypeError, RecursionError):
             return None
-        if not isinstance(reply.text, str) or not reply.ok:
+        if not reply.ok:
             return None
         return replace(reply, cached=True)
 
@@ -234,10 +243,11 @@ class OpenAIClient(LLMClient):
     def _record(self, key: str, messages: list[dict], seed: int | None, reply: LLMReply) -> None:
         if self.transcript is None:
             return
+        # ASCII: no character inside a record can end its line, and none fails to encode
         line = json.dumps({"key": key, "model": self.config.model, "seed": seed, "messages": messages,
-                           "reply": asdict(reply)}, ensure_ascii=False)
+                           "reply": asdict(reply)})
         try:
-            with self.transcript.open("a") as f:
+            with self.transcript.open("a", encoding="ascii") as f:
                 f.write(line + "\n")
         except OSError as exc:
             warnings.warn(f"LLM transcript {self.transcript} not written: {exc}", stacklevel=3)
@@ -254,17 +264,44 @@ def _reply_from(response) -> LLMReply:
     completion (some proxies answer HTML) must become an error here, not an AttributeError."""
     try:
         choice = response.choices[0]
-        text, usage = choice.message.content or "", response.usage
-        if not isinstance(text, str):
-            raise TypeError(f"content is {type(text).__name__}")
+        text, finish, usage = choice.message.content or "", choice.finish_reason or "", response.usage
+        if not isinstance(text, str) or not isinstance(finish, str):
+            raise TypeError(f"content is {type(text).__name__}, finish_reason {type(finish).__name__}")
         return LLMReply(
-            text=text,
-            finish_reason=choice.finish_reason or "",
-            prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
-            completion_tokens=(usage.completion_tokens or 0) if usage else 0,
+            text=_valid_text(text),
+            finish_reason=_valid_text(finish),
+            prompt_tokens=_count(getattr(usage, "prompt_tokens", 0)),
+            completion_tokens=_count(getattr(usage, "completion_tokens", 0)),
         )
     except (AttributeError, TypeError, IndexError) as exc:
         return LLMReply(error=f"the endpoint did not return a chat completion ({exc}): {str(response)[:200]}")
+
+
+def _valid_text(text: str) -> str:
+    """Lone surrogates become U+FFFD: text holding one cannot be encoded, so every later
+    write, hash or request carrying it would fail."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _count(value: object) -> int:
+    return value if type(value) is int and value >= 0 else 0  # the endpoint's figure, if it is one
+
+
+# The JSON type of each LLMReply field, for entries read back from disk.
+_REPLY_FIELDS = {"text": str, "finish_reason": str, "prompt_tokens": int, "completion_tokens": int,
+                 "cached": bool, "error": (str, type(None)), "latency_s": (int, float)}
+
+
+def _stored_reply(entry: object) -> LLMReply:
+    """A reply as the cache or a transcript stored it; TypeError if the entry is not one."""
+    if not isinstance(entry, dict):
+        raise TypeError(f"a reply is a JSON object, not {type(entry).__name__}")
+    for name, value in entry.items():
+        if name not in _REPLY_FIELDS or not isinstance(value, _REPLY_FIELDS[name]):
+            raise TypeError(f"reply field {name!r} is not a {_REPLY_FIELDS.get(name, 'known field')}")
+    reply = LLMReply(**entry)
+    error = None if reply.error is None else _valid_text(reply.error)
+    return replace(reply, text=_valid_text(reply.text), finish_reason=_valid_text(reply.finish_reason), error=error)
 
 
 class ReplayClient(LLMClient):
@@ -281,7 +318,7 @@ class ReplayClient(LLMClient):
         self._records: list[dict] = []
         self._error: str | None = None
         try:
-            lines = self.path.read_text().splitlines()
+            lines = self.path.read_bytes().split(b"\n")  # a record is one line: split on nothing else
         except OSError as exc:
             self._error = f"replay: cannot read transcript {self.path}: {exc}"
             return
@@ -290,9 +327,11 @@ class ReplayClient(LLMClient):
                 continue
             try:
                 record = json.loads(line)
-                record["reply"] = LLMReply(**record["reply"])
-            except (ValueError, TypeError, KeyError) as exc:
-                self._error = f"replay: transcript {self.path} line {number} is not a record: {exc}"
+                if not isinstance(record, dict):
+                    raise TypeError(f"a record is a JSON object, not {type(record).__name__}")
+                record["reply"] = _stored_reply(record["reply"])
+            except (ValueError, TypeError, KeyError, RecursionError) as exc:
+                self._error = f"replay: transcript {self.path} line {number} is not a record: {str(exc)[:200]!r}"
                 return
             self._records.append(record)
         self._unused = list(range(len(self._records)))
@@ -332,7 +371,7 @@ def extract_program(text: str) -> str | None:
 def _fenced_blocks(text: str) -> list[tuple[str, str]]:
     """(language, body) of each fenced block, in order."""
     blocks, lang, body = [], "", None
-    for line in text.splitlines():
+    for line in source_lines(text):  # the code's own lines: U+2028 in a string stays in it
         fence = line.strip()
         if body is None:
             if fence.startswith("```"):
@@ -352,6 +391,6 @@ def _is_code(text: str) -> bool:
         return False
     try:
         ast.parse(text)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
         return False
     return True
