@@ -9,6 +9,7 @@ TVM (~1 s); the hanging payloads use a short timeout.
 
 from __future__ import annotations
 
+import ast
 import tempfile
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 import tvm
 import tvm_ffi
 
-from hawk.propose.sandbox import _load_module, _parse_unfiltered, parse_tvmscript, prefilter
+from hawk.propose.sandbox import _load_module, _parse_unfiltered, _strip_imports, parse_tvmscript, prefilter
 
 HANG_TIMEOUT_S = 3.0
 
@@ -287,3 +288,93 @@ def test_a_deep_module_from_the_child_is_refused_before_decoding(silu):
     deep = with_attr(tvm.ir.save_json(silu), nested_sum(2000))
     assert "nested 257 deep" in _load_module(deep)
     assert isinstance(_load_module(with_attr(tvm.ir.save_json(silu), nested_sum(10))), tvm.IRModule)
+
+
+# --- the prefilter reads the text as the tokenizer does, and names in TVMScript's order ---------
+
+
+@pytest.mark.parametrize("char", ["\x0c", "\x0b", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029",
+                                  "\x00", "\x1b", "\u200b", "\u202e", "\ufeff", "\x7f"])
+@pytest.mark.parametrize("where", ["comment", "string", "code"])
+def test_invisible_characters_are_refused_anywhere_with_a_position(char, where):
+    stmt = {"comment": f"# note{char}x = 1", "string": f'T.evaluate(T.StringImm("a{char}b"))',
+            "code": f"x = 1{char}"}[where]
+    text = BODY.format(stmt=stmt)
+    err = prefilter(text)
+    assert err is not None and f"U+{ord(char):04X}" in err.message, err
+    assert err.line == 4 and err.source_line.lstrip().startswith(stmt[:4]), err.render()
+    assert char not in err.render()
+
+
+def test_import_stripping_keeps_every_other_character_in_place():
+    # U+2028 is refused up front; the stripping must not depend on that: it blanks by position
+    text = ('"""doc\u2028\u2028\u2028"""\r"""\r__import__("os").system("touch M")\r"""\r'
+            'from tvm.script import tirx as T; from tvm.script import ir as I\r' + KERNEL.format(bound="4"))
+    stripped = _strip_imports(text)
+    assert len(stripped) == len(text) and "import" not in stripped.replace("__import__", "")
+    assert [(i, c) for i, c in enumerate(stripped) if c != text[i]] == [
+        (i, " ") for i, c in enumerate(stripped) if c != text[i]]
+    body = [ast.dump(n, include_attributes=True) for n in ast.parse(text).body if not isinstance(n, ast.ImportFrom)]
+    assert [ast.dump(n, include_attributes=True) for n in ast.parse(stripped).body] == body
+
+
+def test_a_splitlines_payload_is_refused_before_any_child(tmp_path):
+    marker = tmp_path / "MARKER"
+    text = ('"\u2028\u2028\u2028"\n"""\n' f'__import__("os").system("touch {marker}")\n' '"""\n'
+            "from tvm.script import tirx as T\n" + KERNEL.format(bound="4"))
+    assert prefilter(text) is not None  # the old prefilter admitted it
+    r = parse_tvmscript(text)
+    assert r.error == prefilter(text) and "U+2028" in r.error.message and (r.error.line, r.error.col) == (1, 2)
+    assert not marker.exists()
+
+
+TWO_FUNCS = """
+@I.ir_module
+class Module:
+    @T.prim_func(s_tir=True)
+    def first({name}: T.int32, A: T.Buffer((128,), "float32")):
+        for i in range(128):
+            A[i] = T.float32(0)
+
+    @T.prim_func(s_tir=True)
+    def main(A: T.Buffer((128,), "float32")):
+        for i in range({name}([128])):
+            A[i] = T.float32(0)
+"""
+
+
+@pytest.mark.parametrize(("text", "line", "col"), [
+    (BODY.format(stmt="x = sum([1, 2])\n    sum = T.int32(0)"), 4, 9),  # bound after the use
+    (BODY.format(stmt="for sum in range(2):\n        T.evaluate(0)\n    x = sum([1])"), 6, 9),  # frame closed
+    (BODY.format(stmt="if True:\n        map = 1\n    else:\n        x = map(abs, [1])"), 7, 13),  # sibling
+    (BODY.format(stmt='with T.sblock("b") as iter:\n        T.evaluate(0)\n    x = iter([1])'), 6, 9),
+    (BODY.format(stmt="id += 1"), 4, 5),
+    (TWO_FUNCS.format(name="sum"), 11, 24),  # another function's parameter
+    (KERNEL.format(bound="main([1])"), 4, 20),  # a function name
+    ('\n@T.prim_func(s_tir=True)\ndef main(A: T.Buffer((sum([128]),), "float32"), sum: T.int32):\n'
+     "    T.evaluate(0)\n", 3, 23),  # the annotation is evaluated before the parameter is bound
+])
+def test_a_name_is_admitted_only_where_the_parser_has_bound_it(text, line, col):
+    err = prefilter(text)
+    assert err is not None and "is not defined by this kernel" in err.message, err
+    assert (err.line, err.col) == (line, col), err.render()
+
+
+@pytest.mark.parametrize("name", [
+    "sum", "map", "iter", "next", "id", "hash", "chr", "ord", "repr", "str", "bytes", "list", "dict", "set",
+    "tuple", "zip", "enumerate", "sorted", "reversed", "filter", "isinstance", "issubclass", "callable",
+    "round", "pow", "divmod", "any", "all", "slice", "frozenset", "bytearray", "complex", "ascii", "bin",
+    "hex", "oct", "format", "__build_class__", "aiter", "anext", "NotImplemented", "Ellipsis", "license",
+])
+def test_no_builtin_beyond_the_safe_few_is_reachable(name):
+    for text in (BODY.format(stmt=f"x = {name}"), KERNEL.format(bound=f"{name}(4)"),
+                 BODY.format(stmt=f"for i in range(4):\n        {name} = i\n    x = {name}")):
+        assert prefilter(text) is not None, text
+
+
+def test_names_bound_before_their_use_are_admitted():
+    text = BODY.format(stmt=(
+        'B = T.alloc_buffer((128,), "float32")\n    sum = T.int32(4)\n'
+        "    for i in range(sum):\n        with T.sblock('b'):\n            vi = T.axis.spatial(128, i)\n"
+        "            B[vi] = A[vi]\n            n = vi + sum\n            T.evaluate(n)"))
+    assert prefilter(text) is None

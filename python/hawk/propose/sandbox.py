@@ -9,7 +9,10 @@ Two independent layers stand between the text and the machine:
    everything else with a position: foreign imports, dunders, the builtins that reach
    code/objects/files, lambdas and comprehensions, helper functions, and attribute access
    that is neither a real ``T.``/``I.`` API name (resolved statically, never a module) nor
-   a buffer/var field (``A.shape``, ``A.data``, ...) of a name the kernel binds.
+   a buffer/var field (``A.shape``, ``A.data``, ...) of a name the kernel binds. A name is
+   admitted only where TVMScript's parser has bound it (earlier in the same function, in an
+   enclosing block): anywhere else the parser would resolve it to the builtin. Invisible
+   characters (controls, format characters, line separators) are refused anywhere.
 2. :func:`parse_tvmscript` -- parses only in a throwaway confined child
    (:mod:`hawk.sandbox`, role ``parse`` in ``_sandbox_child.py``): limits and a private
    network namespace before TVM is imported; once it is (before the text is read), chroot
@@ -18,13 +21,14 @@ Two independent layers stand between the text and the machine:
    layer; a scrubbed environment and a wall-clock timeout that kills the process group.
    Its reply is read with a size bound; the module comes back as ``tvm.ir.save_json``
    text and is rebuilt here by ``tvm.ir.load_json``, which constructs objects through the
-   reflection registry and evaluates nothing.
+   reflection registry and evaluates nothing, once ``load_ir_json`` has bounded the graph.
 
 Import lines: ``from tvm.script import tirx as T`` (or ``tir as T``), ``from tvm.script
 import ir as I``, ``from tvm.tirx.layout import Axis`` and ``from __future__ import
-annotations`` are *allowed and stripped* (commented out, so line numbers hold): the parser
-provides exactly these names anyway and ``from_source`` rejects import lines. Any other
-import, or these under another alias, is refused. Not admitted (refused with a position):
+annotations`` are *allowed and stripped* (blanked by their ``ast`` positions, so every other
+character keeps its line and column): the parser provides exactly these names anyway and
+``from_source`` rejects import lines. Any other import, or these under another alias, is
+refused. Not admitted (refused with a position):
 ``@T.macro`` and other helpers, ``metadata[...]`` references, f-strings, lambdas,
 comprehensions, ``try``/``raise``/``del``/``global``.
 
@@ -37,14 +41,16 @@ from __future__ import annotations
 import ast
 import inspect
 import math
+import re
 import time
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
 from ..ir.safe_json import load_ir_json
 from ..sandbox import Limits, SandboxError, SandboxProcess, SandboxTimeout
-from .admission import AdmissionError
+from .admission import AdmissionError, parse_source
 
 if TYPE_CHECKING:
     import tvm
@@ -91,6 +97,10 @@ _LOCAL_ATTRS = frozenset(
     {"data", "shape", "dtype", "strides", "elem_offset", "offset_factor", "axis_separators",
      "scope", "name", "access_ptr", "vload", "vstore", "astype"}
 )  # fmt: skip
+# Characters no printed kernel holds (tab and line ends aside): see _invisible.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _ALLOWED_NODES = (
     ast.Module, ast.ImportFrom, ast.alias, ast.FunctionDef, ast.ClassDef, ast.arguments, ast.arg,
     ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For, ast.While, ast.If, ast.With, ast.withitem,
@@ -139,27 +149,46 @@ def prefilter(text: str) -> AdmissionError | None:
         return AdmissionError(
             f"TVMScript text is {len(text)} characters; the limit is {MAX_SOURCE_CHARS}"
         )
-    try:
-        tree = ast.parse(text)
-    except SyntaxError as e:
-        return AdmissionError.at(text, f"syntax error: {e.msg}", e.lineno or 0, e.offset or 0)
-    except (ValueError, RecursionError, MemoryError) as e:  # NUL bytes, absurd nesting
-        return AdmissionError(f"unparsable TVMScript: {type(e).__name__}: {e}")
+    invisible = _invisible(text)
+    if invisible is not None:
+        return invisible
+    tree, error = parse_source(text)
+    if error is not None:
+        return error
     try:
         _check(tree)
     except _Refused as r:
-        return AdmissionError.at(
-            text, r.args[0], getattr(r.node, "lineno", 0), getattr(r.node, "col_offset", -1) + 1
-        )
-    except RecursionError:
-        return AdmissionError("TVMScript text is nested too deeply")
+        return AdmissionError.at_node(text, r.args[0], r.node)
+    except (RecursionError, MemoryError) as e:
+        return AdmissionError.at(text, f"TVMScript text is nested too deeply ({type(e).__name__})", 1, 1)
     return None
+
+
+def _invisible(text: str) -> AdmissionError | None:
+    """The first control, format, separator or surrogate character (tab and line ends aside).
+
+    Python's tokenizer and the tools around it disagree about such characters (str.splitlines
+    ends lines at \f, \v, \x1c-\x1e, \x85, \u2028, \u2029), and a reader cannot see them:
+    no printed kernel holds one, anywhere, comments included.
+    """
+    found = _ASCII_CONTROL.search(text)
+    end = found.start() if found else len(text)
+    for m in _NON_ASCII.finditer(text, 0, end):
+        if unicodedata.category(m.group()) in _INVISIBLE:
+            found = m
+            break
+    if found is None:
+        return None
+    c = found.group()
+    return AdmissionError.at_index(
+        text, f"invisible character U+{ord(c):04X} ({unicodedata.category(c)}) is not allowed in TVMScript",
+        found.start(),
+    )
 
 
 def _check(tree: ast.Module) -> None:
     namespaces, prebound = _scope()
     parents: dict[ast.AST, ast.AST] = {}
-    bound: set[str] = set()
     # Pass 1 (ast.walk is iterative, so hostile nesting cannot blow our stack): the
     # identifiers themselves, so a payload is named for its dunder or forbidden builtin.
     for node in ast.walk(tree):
@@ -183,9 +212,8 @@ def _check(tree: ast.Module) -> None:
         # Everything else binds the name: target, parameter, function or class.
         if name in prebound:
             raise _Refused(node, f"{name!r} is a TVMScript namespace and cannot be rebound")
-        bound.add(name)
 
-    # Pass 2: shape (node kinds, where definitions and imports sit) and what names reach.
+    # Pass 2: shape (node kinds, where definitions and imports sit).
     _check_layout(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -196,10 +224,9 @@ def _check(tree: ast.Module) -> None:
             _check_import(node, parents.get(node))
         elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             _check_definition(node, parents)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            _check_load(node, parents.get(node), bound)
-        elif isinstance(node, ast.Attribute):
-            _check_attribute(node, namespaces, bound)
+
+    # Pass 3: what each name reaches, in the order TVMScript's parser binds names.
+    _Names(namespaces, parents).module(tree)
 
 
 def _identifier(node: ast.AST) -> str | None:
@@ -238,7 +265,110 @@ def _check_layout(tree: ast.Module) -> None:
             )
 
 
-def _check_load(node: ast.Name, parent: ast.AST | None, bound: set[str]) -> None:
+class _Scopes(list):
+    """Nested frames of bound names, innermost last; ``name in scopes`` looks through all."""
+
+    def __contains__(self, name: object) -> bool:
+        return any(name in frame for frame in self)
+
+
+class _Names:
+    """Admit a load only where TVMScript's parser has the name in its variable table.
+
+    The parser evaluates a name it has not bound against Python's globals and builtins,
+    so a name bound anywhere else (later, in a sibling block, in a block already closed)
+    is the builtin at that point. It binds parameters one by one after their annotation,
+    assignment targets after their value, and loop and ``with`` targets for the body only,
+    and closes the frame of every ``for``/``while``/``if``/``with`` body when it ends.
+    Function and class names are never in a body's table.
+    """
+
+    def __init__(self, namespaces: dict[str, object], parents: dict[ast.AST, ast.AST]):
+        self.namespaces, self.parents = namespaces, parents
+
+    def module(self, tree: ast.Module) -> None:
+        for stmt in tree.body:
+            if isinstance(stmt, ast.ClassDef):
+                self.loads(stmt.decorator_list, _Scopes([set()]))
+                for inner in stmt.body:
+                    if isinstance(inner, ast.FunctionDef):
+                        self.function(inner)
+                    else:
+                        self.statement(inner, _Scopes([set()]))
+            elif isinstance(stmt, ast.FunctionDef):
+                self.function(stmt)
+
+    def function(self, fn: ast.FunctionDef) -> None:
+        self.loads(fn.decorator_list, _Scopes([set()]))
+        scopes = _Scopes([set()])
+        for a in fn.args.args:
+            self.loads([a.annotation], scopes)
+            scopes[-1].add(a.arg)
+        self.loads([fn.returns], scopes)
+        self.body(fn.body, scopes)
+
+    def body(self, stmts: list[ast.stmt], scopes: _Scopes, *targets: ast.expr) -> None:
+        """A block in a new frame, with ``targets`` bound in it first."""
+        scopes.append(set())
+        for target in targets:
+            self.bind(target, scopes)
+        for stmt in stmts:
+            self.statement(stmt, scopes)
+        scopes.pop()
+
+    def statement(self, stmt: ast.stmt, scopes: _Scopes) -> None:
+        if isinstance(stmt, ast.Assign):
+            self.loads([stmt.value], scopes)
+            for target in stmt.targets:
+                self.bind(target, scopes)
+        elif isinstance(stmt, ast.AnnAssign):
+            self.loads([stmt.annotation, stmt.value], scopes)
+            self.bind(stmt.target, scopes)
+        elif isinstance(stmt, ast.AugAssign):
+            self.loads([stmt.value], scopes)
+            if isinstance(stmt.target, ast.Name) and stmt.target.id not in scopes:
+                raise _Refused(stmt.target, _undefined(stmt.target.id))
+            self.bind(stmt.target, scopes)
+        elif isinstance(stmt, ast.For):
+            self.loads([stmt.iter], scopes)
+            self.body(stmt.body, scopes, stmt.target)
+            self.body(stmt.orelse, scopes)
+        elif isinstance(stmt, (ast.While, ast.If)):
+            self.loads([stmt.test], scopes)
+            self.body(stmt.body, scopes)
+            self.body(stmt.orelse, scopes)
+        elif isinstance(stmt, ast.With):
+            scopes.append(set())  # each item sees the targets of the items before it
+            for item in stmt.items:
+                self.loads([item.context_expr], scopes)
+                if item.optional_vars is not None:
+                    self.bind(item.optional_vars, scopes)
+            self.body(stmt.body, scopes)
+            scopes.pop()
+        else:  # Expr, Return, Assert, Pass, Break, Continue: expressions only
+            self.loads([v for v in ast.iter_child_nodes(stmt) if isinstance(v, ast.expr)], scopes)
+
+    def bind(self, target: ast.expr, scopes: _Scopes) -> None:
+        if isinstance(target, ast.Name):
+            scopes[-1].add(target.id)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for elt in target.elts:
+                self.bind(elt, scopes)
+        elif isinstance(target, ast.Starred):
+            self.bind(target.value, scopes)
+        else:  # A[i] = ..., A.x = ...: the buffer and the indices are loads
+            self.loads([target], scopes)
+
+    def loads(self, exprs: list[ast.expr | None], scopes: _Scopes) -> None:
+        for expr in exprs:
+            for node in ast.walk(expr) if expr is not None else ():
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                    _check_load(node, self.parents.get(node), scopes)
+                elif isinstance(node, ast.Attribute):
+                    _check_attribute(node, self.namespaces, scopes)
+
+
+def _check_load(node: ast.Name, parent: ast.AST | None, bound: _Scopes) -> None:
     if node.id in _NAMESPACES:
         # Only as the root of an attribute chain, so a namespace module is never aliased.
         if not (isinstance(parent, ast.Attribute) and parent.value is node):
@@ -251,7 +381,7 @@ def _undefined(name: str) -> str:
     return f"name {name!r} is not defined by this kernel nor a TVMScript namespace"
 
 
-def _check_attribute(node: ast.Attribute, namespaces: dict[str, object], bound: set[str]) -> None:
+def _check_attribute(node: ast.Attribute, namespaces: dict[str, object], bound: _Scopes) -> None:
     chain = [node.attr]
     root: ast.expr = node.value
     while isinstance(root, ast.Attribute):
@@ -327,13 +457,28 @@ def _check_definition(
 
 
 def _strip_imports(text: str) -> str:
-    """Comment out the (already admitted) import lines; line numbers stay the same."""
-    lines = text.splitlines(keepends=True)
+    """Blank the (already admitted) imports: exactly the characters of each statement, and
+    a ``;`` after it, become spaces, so every other character keeps its line and column and
+    no string or comment boundary moves. Lines are split as the tokenizer splits them."""
+    parts = re.split(r"(\r\n|\r|\n)", text)  # lines at even indices, their ends between
     for node in ast.parse(text).body:
-        if isinstance(node, ast.ImportFrom):
-            for i in range(node.lineno - 1, node.end_lineno or node.lineno):
-                lines[i] = "# " + lines[i]
-    return "".join(lines)
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
+        for row in range(first, last + 1):
+            line = parts[2 * row]
+            start = _char_col(line, node.col_offset) if row == first else 0
+            end = _char_col(line, node.end_col_offset) if row == last else len(line)
+            if row == last:
+                after = len(line) - len(line[end:].lstrip(" "))
+                end = after + 1 if line[after : after + 1] == ";" else end
+            parts[2 * row] = line[:start] + " " * (end - start) + line[end:]
+    return "".join(parts)
+
+
+def _char_col(line: str, byte_col: int | None) -> int:
+    """ast's UTF-8 byte column as a character index into ``line``."""
+    return len(line.encode()[: byte_col or 0].decode(errors="ignore"))
 
 
 def parse_tvmscript(
