@@ -125,6 +125,7 @@ def add_node(node):
                                            "end_column": 0}}), "ir.Span.line must be a value"),
     (add_node({"type": "int", "data": 2**70}), "not a int value"),
     (add_node({"type": "Device", "data": [1]}), "not a Device value"),
+    (add_node({"type": "None", "data": [[[[]]]]}), "not a None value"),
     (add_node({"type": "ffi.Module", "data": "AAAA"}), "'ffi.Module' is not IR"),
     (add_node({"type": "ffi.Function", "data": {}}), "'ffi.Function' is not IR"),
     (add_node({"type": "ir.EnvFunc", "data": "runtime.SaveParamsToFile"}), "'ir.EnvFunc' is not IR"),

@@ -217,7 +217,7 @@ def _is_int(value: object) -> bool:
 
 # What the decoder casts each value node's data to.
 _VALUES = {
-    _NONE: lambda d: True,
+    _NONE: lambda d: isinstance(d, _SCALARS),  # ignored, but the C++ parser reads it first
     _INT: _is_int,
     _BOOL: lambda d: type(d) is bool,
     _FLOAT: lambda d: type(d) in (int, float),
