@@ -215,8 +215,7 @@ def cmd_run(args) -> int:
 def _load_kernel(path: str, workload):
     """A kernel file: TVM JSON, a schedule program, or TVMScript (parsed only in the
     sandbox). Returns (module, admission error text)."""
-    import tvm
-
+    from .ir.safe_json import load_ir_json
     from .propose.program import apply_program
     from .propose.proposer import TVMSCRIPT, kind_of
     from .propose.sandbox import parse_tvmscript
@@ -227,8 +226,8 @@ def _load_kernel(path: str, workload):
     text = p.read_text()
     if p.suffix == ".json":
         try:
-            return tvm.ir.load_json(text), ""
-        except Exception as err:  # noqa: BLE001 - a corrupt file is bad input
+            return load_ir_json(text), ""
+        except Exception as err:  # noqa: BLE001 - a corrupt or hostile file is bad input
             raise UsageError(f"{path}: not a TVM JSON kernel: {str(err).strip().splitlines()[-1]}") from None
     if kind_of(text) == TVMSCRIPT:
         parsed = parse_tvmscript(text)

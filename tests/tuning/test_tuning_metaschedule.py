@@ -50,6 +50,24 @@ def test_runner_reports_simulated_cycles(davinci):
     assert store.take(built[0].artifact_path) is None  # the runner consumed the artifact
 
 
+def test_runner_fails_a_time_the_gate_flags(davinci):
+    """A model bug must not reach MetaSchedule's cost model as a fast run."""
+    wl = find_workload("silu_f32")
+    kernel = reference_kernel(wl, davinci)
+    cycles = time_kernel(kernel, davinci, wl).cycles
+
+    def run(**gate_inputs):
+        store = ArtifactStore()
+        path = store.put(kernel)
+        runner = NpuRunner(davinci, store, workload=wl, **gate_inputs)
+        return runner.run([ms.runner.RunnerInput(path, "cpu", [])])[0].result()
+
+    assert run().error_msg is None
+    assert run(reference_cycles=cycles * 9).error_msg is None
+    flagged = run(reference_cycles=cycles * 20)
+    assert flagged.run_secs is None and "flagged for review" in flagged.error_msg
+
+
 def _stages(mod) -> set[str]:
     scopes = set()
 

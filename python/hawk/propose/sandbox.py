@@ -61,6 +61,7 @@ DEFAULT_TIMEOUT_S = 20.0
 DEFAULT_MEMORY_MB = 2048
 MAX_SOURCE_CHARS = 1_000_000  # ast.parse itself costs memory; no real kernel is this large
 _NOFILE = 32  # stdin/stdout/stderr, the dup'ed result pipe, and transient opens during import
+STARTUP_CPU_S = 120  # importing TVM and warming the parser up, before the text is read
 MAX_REPLY_BYTES = 64 << 20  # a parsed kernel's JSON; real ones are well under 1 MB
 
 # (module, name) -> the only alias it may be imported under.
@@ -515,12 +516,15 @@ def _run_child(
 
     # A fresh child per text: nothing a payload leaves behind reaches the next parse.
     child = SandboxProcess(
-        "parse", limits=Limits(cpu_s=math.ceil(timeout_s) + 1, memory_mb=memory_mb, nofile=_NOFILE),
+        "parse", limits=Limits(cpu_s=STARTUP_CPU_S + math.ceil(timeout_s) + 1, memory_mb=memory_mb,
+                               nofile=_NOFILE),
         options={"audit": audit},
     )  # fmt: skip
     try:
         child.start()
-        reply, _ = child.request({"op": "parse"}, [text.encode(errors="replace")],
+        # the parse itself gets its own CPU backstop, just behind the wall-clock timeout
+        reply, _ = child.request({"op": "parse", "cpu_s": math.ceil(timeout_s) + 1},
+                                 [text.encode(errors="replace")],
                                  timeout=timeout_s, max_header=MAX_REPLY_BYTES, max_blobs=0)
     except SandboxTimeout:
         return fail(f"TVMScript parsing timed out after {timeout_s:g} s")

@@ -67,9 +67,11 @@ def handle(header: dict, blobs: list[bytes]) -> tuple[dict, list]:
 def _run(kernel_json: str, trials: list[list[np.ndarray]], out_specs: list[tuple]) -> dict:
     import tvm
 
+    from ..ir.safe_json import load_ir_json
+
     t0 = time.perf_counter()
     try:
-        mod = tvm.ir.load_json(kernel_json)
+        mod = load_ir_json(kernel_json)
         func = tvm.compile(mod, target="llvm")["main"]
     except Exception as err:  # noqa: BLE001 - reported to the caller as data
         return {"error": _one_line(err), "phase": "build"}

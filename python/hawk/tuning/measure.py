@@ -19,6 +19,7 @@ from tvm.s_tir import meta_schedule as ms
 from ..npu.spec import HardwareSpec
 from ..runtime.timing import SimulatorError, time_kernel
 from ..runtime.verify import verify
+from ..search.gate import gate
 
 CLOCK_HZ = 1e9  # run_secs = cycles / CLOCK_HZ; only ratios matter to MetaSchedule
 
@@ -90,12 +91,19 @@ class _Done(ms.runner.PyRunnerFuture):
 
 @derived_object
 class NpuRunner(ms.runner.PyRunner):
-    """Time each built candidate on the pipe simulator (deterministic: one run is enough)."""
+    """Time each built candidate on the pipe simulator (deterministic: one run is enough).
 
-    def __init__(self, spec: HardwareSpec, store: ArtifactStore):
+    Given the workload (and a reference's cycles), a time the gate flags -- beyond the
+    roofline, or more than 10x the reference -- is a failed run, so a model bug cannot
+    steer MetaSchedule's cost model and search towards itself."""
+
+    def __init__(self, spec: HardwareSpec, store: ArtifactStore, *, workload=None,
+                 reference_cycles: int | None = None):
         super().__init__()
         self.spec = spec
         self.store = store
+        self.workload = workload
+        self.reference_cycles = reference_cycles
 
     def run(self, runner_inputs: list) -> list:
         return [_Done(self._run_one(item.artifact_path)) for item in runner_inputs]
@@ -105,9 +113,13 @@ class NpuRunner(ms.runner.PyRunner):
         if mod is None:
             return ms.runner.RunnerResult(None, f"unknown artifact {path!r}")
         try:
-            cycles = time_kernel(mod, self.spec).cycles
+            profile = time_kernel(mod, self.spec, self.workload)
         except SimulatorError as err:
             return ms.runner.RunnerResult(None, f"simulator: {err}")
         except Exception as err:  # noqa: BLE001
             return ms.runner.RunnerResult(None, f"timing failed: {type(err).__name__}: {err}")
-        return ms.runner.RunnerResult([cycles / CLOCK_HZ], None)
+        verdict = gate(cycles=profile.cycles, roofline_cycles=profile.roofline_cycles,
+                       reference_cycles=self.reference_cycles, model_bug=profile.model_bug)
+        if verdict.status != "ok":
+            return ms.runner.RunnerResult(None, f"flagged for review: {verdict.reason}")
+        return ms.runner.RunnerResult([profile.cycles / CLOCK_HZ], None)

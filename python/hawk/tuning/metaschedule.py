@@ -70,7 +70,7 @@ def tune_metaschedule(workload: Workload, spec: HardwareSpec, *, budget: int = 3
     start = time.perf_counter()
     result = MetaScheduleResult()
     try:
-        records = _tune(workload, spec, budget, seed, result)
+        records = _tune(workload, spec, budget, seed, result, reference_cycles)
         _pick_best(records, workload, spec, result, reference_cycles=reference_cycles, trials=trials, seed=seed,
                    timeout=exec_timeout, worker=worker)
     except Exception as err:  # noqa: BLE001 -- the baseline failing is a result, not a crash
@@ -79,7 +79,7 @@ def tune_metaschedule(workload: Workload, spec: HardwareSpec, *, budget: int = 3
     return result
 
 
-def _tune(workload, spec, budget, seed, result) -> list:
+def _tune(workload, spec, budget, seed, result, reference_cycles=None) -> list:
     register_intrinsics(spec)
     store = ArtifactStore()
     _reset_logging()
@@ -88,7 +88,7 @@ def _tune(workload, spec, budget, seed, result) -> list:
             database = ms.tune_tir(
                 workload.module(), target(spec), work_dir, max_trials_global=budget,
                 num_trials_per_iter=min(budget, TRIALS_PER_ROUND),
-                builder=NpuBuilder(spec, store), runner=NpuRunner(spec, store),
+                builder=NpuBuilder(spec, store), runner=NpuRunner(spec, store, workload=workload, reference_cycles=reference_cycles),
                 database=ms.database.MemoryDatabase(), measure_callbacks=measure_callbacks(),
                 cost_model=ms.cost_model.XGBModel(num_warmup_samples=min(budget, TRIALS_PER_ROUND)),
                 space=space_generator(spec),
