@@ -4,6 +4,7 @@ import tvm
 from tvm import s_tir
 
 from hawk.npu import api_view, intrinsics, load_spec, target
+from tests.hidden_spec import hidden_reads_trapped, hide
 
 
 def test_target_is_llvm_keyed_npu_with_features(davinci):
@@ -46,24 +47,8 @@ def test_user_spec_registers_its_own_target_and_intrinsics(tmp_path):
     assert any(i.name.startswith("my-npu.mac.") for i in intrinsics(spec))
 
 
-class _Hidden:
-    """A stand-in for a spec object whose hidden fields raise when read."""
-
-    HIDDEN = {"capacity", "alignment", "fractal", "paths", "bandwidth", "latency", "burst", "throughput",
-              "issue_overhead", "transcendental_factor", "clock_ghz", "faults"}
-
-    def __init__(self, inner):
-        object.__setattr__(self, "_inner", inner)
-
-    def __getattr__(self, name):
-        if name in self.HIDDEN:
-            raise AssertionError(f"the api view read the hidden field {name!r}")
-        value = getattr(self._inner, name)
-        if isinstance(value, tuple):
-            return tuple(_Hidden(v) if hasattr(v, "__dataclass_fields__") else v for v in value)
-        return _Hidden(value) if hasattr(value, "__dataclass_fields__") else value
-
-
 def test_api_view_never_reads_capacities_paths_alignments_or_costs(davinci, edge):
     for spec in (davinci, edge):
-        assert api_view(_Hidden(spec)) == api_view(spec)
+        with hidden_reads_trapped() as reads:
+            assert api_view(hide(spec)) == api_view(spec)
+        assert reads == []

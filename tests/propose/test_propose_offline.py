@@ -8,7 +8,7 @@ from hawk.propose.prompt import Feedback, Task
 from hawk.propose.proposer import Proposal, Proposer
 from hawk.runtime import verify
 
-from .test_propose_honesty import hide
+from tests.hidden_spec import hide
 
 WORKLOADS = load_suite("smoke") + load_suite("level1")
 
