@@ -66,8 +66,10 @@ def _endless(X: T.Buffer((64, 128), "float32"), Y: T.Buffer((64, 128), "float32"
 
 @T.prim_func(s_tir=True)
 def _aborts(X: T.Buffer((64, 128), "float32"), Y: T.Buffer((64, 128), "float32")):
-    with T.sblock("crash"):
-        T.evaluate(T.call_extern("int32", "abort"))
+    for i in range(64):
+        with T.sblock("crash"):
+            vi = T.axis.remap("S", [i])
+            Y[vi * 100000, 0] = X[vi, 0]  # far outside any mapping: the worker segfaults
 
 
 def test_hang_becomes_a_timeout_and_the_worker_recovers(worker):
@@ -126,10 +128,10 @@ def _positive_workload():
 
 
 @T.prim_func(s_tir=True)
-def _bool_never_written(X: T.Buffer((8, 16), "float32"), Y: T.Buffer((8, 16), "bool")):
+def _bool_mostly_unwritten(X: T.Buffer((8, 16), "float32"), Y: T.Buffer((8, 16), "bool")):
     for i in range(1):
-        with T.sblock("noop"):
-            T.evaluate(0)
+        with T.sblock("corner"):
+            Y[0, 0] = T.bool(False)
 
 
 @T.prim_func(s_tir=True)
@@ -145,7 +147,7 @@ def test_boolean_outputs_are_poisoned_like_the_others(worker):
     """An all-False answer left unwritten would match a False poison; two poisons catch it."""
     wl = _positive_workload()
     assert execute(wl.func, wl, worker=worker).correct
-    for kernel in (_bool_never_written, _bool_written_where_positive):
+    for kernel in (_bool_mostly_unwritten, _bool_written_where_positive):
         res = execute(kernel, wl, worker=worker)
         assert res.status == "mismatch" and "depend on what the output held" in res.message, res
 
@@ -163,3 +165,22 @@ def test_a_worker_answering_out_of_turn_is_a_crash_not_data(worker, monkeypatch)
     wl = _double_workload()
     res = execute(wl.func, wl, worker=worker)
     assert res.status == "crash"
+
+
+@T.prim_func(s_tir=True)
+def _registers_a_global(X: T.Buffer((64, 128), "float32"), Y: T.Buffer((64, 128), "float32")):
+    for i, j in T.grid(64, 128):
+        with T.sblock("Y"):
+            vi, vj = T.axis.remap("SS", [i, j])
+            Y[vi, vj] = X[vi, vj] * T.float32(2) + T.Cast("float32", T.call_packed("ffi.FunctionRemoveGlobal", "x"))
+
+
+def test_a_kernel_with_a_call_the_npu_lacks_never_reaches_the_worker(worker, monkeypatch):
+    from hawk.sandbox.process import SandboxProcess
+
+    sent = []
+    real = SandboxProcess.request
+    monkeypatch.setattr(SandboxProcess, "request", lambda self, *a, **k: sent.append(a) or real(self, *a, **k))
+    res = execute(_registers_a_global, _double_workload(), worker=worker)
+    assert res.status == "build_error" and "not an instruction of the NPU" in res.message
+    assert sent == []

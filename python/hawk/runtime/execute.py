@@ -16,7 +16,7 @@ import tvm
 
 from ..ir.workload import Workload, WorkloadError, param_specs
 from ..sandbox import Limits, SandboxError, SandboxProcess, SandboxTimeout
-from .program import ProgramError, as_module, main_func
+from .program import ProgramError, as_module, main_func, read_program
 
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 1e-2, "float64": 1e-6}
 DEFAULT_TRIALS = 5
@@ -188,6 +188,21 @@ def check_signature(kernel, workload: Workload) -> str:
     return ""
 
 
+def _unrunnable(kernel) -> str:
+    """Why a kernel is not sent to the host worker at all, or ''.
+
+    Verify refuses the same kernels; this is the second line behind it, so that no call the
+    NPU does not have (extern, packed, LLVM intrinsics, ...) ever runs in the worker, where
+    it could outlast its request (re-registering a global function, say) and fake the
+    results of the kernels and references after it.
+    """
+    try:
+        calls = read_program(kernel).foreign_calls
+    except ProgramError as err:
+        return f"unreadable kernel: {err}"
+    return f"calls {', '.join(sorted(calls))}: not an instruction of the NPU, not run" if calls else ""
+
+
 def execute(kernel, workload: Workload, *, trials: int = DEFAULT_TRIALS, seed: int = 0,
             timeout: float = DEFAULT_TIMEOUT_S, worker: HostWorker | None = None) -> ExecResult:
     """Run ``kernel`` on ``trials`` seeded inputs and compare with the reference."""
@@ -199,6 +214,9 @@ def execute(kernel, workload: Workload, *, trials: int = DEFAULT_TRIALS, seed: i
     problem = check_signature(kernel, workload)
     if problem:
         return done("signature", problem)
+    problem = _unrunnable(kernel)
+    if problem:
+        return done("build_error", problem)
     inputs = [workload.make_inputs(seed + t) for t in range(trials)]
     try:
         expected = [reference_outputs(workload, x, worker=worker, timeout=timeout) for x in inputs]
