@@ -233,8 +233,9 @@ def execute(kernel, workload: Workload, *, trials: int = DEFAULT_TRIALS, seed: i
         res = worker.run(kernel_json, inputs, specs, timeout)
     except TimeoutError:
         return done("timeout", f"no result within {timeout:g} s")
-    except ChildProcessError:
-        return done("crash", "the worker process died while building or running the kernel")
+    except ChildProcessError as err:
+        why = (str(err).strip().splitlines() or ["no reason given"])[0].split(": ")[0][:200]
+        return done("crash", f"the worker failed while building or running the kernel: {why}")
     if "error" in res:
         return done("build_error" if res["phase"] == "build" else "runtime_error", res["error"])
     return _compare(res, expected, workload, done)
