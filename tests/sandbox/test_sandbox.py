@@ -8,6 +8,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 import tvm
 
 from hawk.propose.sandbox import _parse_unfiltered
+from hawk.sandbox import Limits, SandboxProcess
 from hawk.sandbox.channel import ChannelError, ChannelTimeout, encode, read_message
 from hawk.sandbox.confine import landlock_abi
 
@@ -174,3 +176,10 @@ def test_a_busy_child_dies_with_a_killed_parent(tmp_path):
             break
         time.sleep(0.1)
     assert not Path(f"/proc/{child}").exists()
+    # the killed parent could not remove the child's directory; the next sandbox start does
+    left = list(Path(tempfile.gettempdir()).glob(f"hawk-sandbox-{parent.pid}-*"))
+    assert left
+    fresh = SandboxProcess("parse", limits=Limits())
+    fresh.start()
+    fresh.close()
+    assert not any(p.exists() for p in left)

@@ -10,6 +10,7 @@ can grow the parent.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import json
@@ -22,6 +23,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 from dataclasses import dataclass
 
 from .channel import ChannelError, ChannelTimeout, read_message, write_message
@@ -63,6 +65,7 @@ class SandboxProcess:
         self._workdir: str | None = None
         self._tail: collections.deque[bytes] = collections.deque()
         self._tail_lock = threading.Lock()
+        _open.add(self)
 
     @property
     def alive(self) -> bool:
@@ -75,7 +78,8 @@ class SandboxProcess:
     def start(self) -> dict:
         """Start the child; returns its confinement report."""
         self.close()
-        self._workdir = tempfile.mkdtemp(prefix=f"hawk-{self.role}-")
+        _remove_stale_workdirs()
+        self._workdir = tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}{os.getpid()}-{self.role}-")
         if os.geteuid() == 0:  # the child becomes nobody and must still own its directory
             os.chown(self._workdir, NOBODY, NOBODY)
         env = {"PATH": "/usr/bin:/bin", "HOME": self._workdir, "TMPDIR": self._workdir,
@@ -175,6 +179,26 @@ class SandboxProcess:
 
 
 _warned: set[tuple[str, str]] = set()
+_WORKDIR_PREFIX = "hawk-sandbox-"
+_open: weakref.WeakSet[SandboxProcess] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """A tuner that exits without closing its workers leaves no child or directory behind."""
+    for proc in list(_open):
+        proc.close()
+
+
+def _remove_stale_workdirs() -> None:
+    """Directories left by a parent that was killed (it could not clean up after itself)."""
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        if not name.startswith(_WORKDIR_PREFIX):
+            continue
+        pid = name[len(_WORKDIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
 
 def _warn_missing(role: str, missing: dict) -> None:
