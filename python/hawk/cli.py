@@ -94,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_llm_flags(b)
     b.set_defaults(func=cmd_bench)
+
+    k = sub.add_parser("kb", help="inspect, export and import a knowledge store")
+    k.add_argument("action", choices=["list", "show", "export", "import", "stats"])
+    k.add_argument("item", nargs="?", help="triple id (show), output file (export), export file (import)")
+    k.add_argument("--kb", required=True, metavar="PATH", help="the knowledge store (SQLite file)")
+    k.add_argument("--all", action="store_true", help="list pruned and merged triples too")
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=cmd_kb)
     return p
 
 
@@ -112,6 +120,64 @@ def _add_llm_flags(parser) -> None:
     llm.add_argument("--retries", type=int, metavar="N", help="attempts after the first")
     llm.add_argument("--cache", metavar="DIR", help="response cache directory")
     llm.add_argument("--transcript", metavar="FILE", help="append every exchange to FILE (for replay:FILE)")
+
+
+# --- kb -----------------------------------------------------------------------------------
+
+
+def cmd_kb(args) -> int:
+    from .knowledge import KnowledgeStore, StoreError
+    from .knowledge.render import describe
+
+    writes = args.action == "import"
+    if args.action in ("show", "export", "import") and not args.item:
+        raise UsageError(f"kb {args.action} needs " + {"show": "a triple id", "export": "an output file",
+                                                         "import": "an export file"}[args.action])
+    if not writes and not Path(args.kb).exists():
+        raise UsageError(f"{args.kb}: no such knowledge store")
+    try:
+        with KnowledgeStore(args.kb, readonly=not writes) as kb:
+            if args.action == "list":
+                triples = kb.triples(status=None if args.all else "active")
+                if args.json:
+                    print(json.dumps([t.to_dict() for t in triples], indent=1))
+                else:
+                    for t in triples:
+                        st = t.stats
+                        trigger = t.context.code or f"bottleneck:{t.context.pipe}"
+                        print(f"{t.id}  {st.status:7s} {'V' if st.verified else '-'} {st.successes:3d}/"
+                              f"{st.applications:<3d} {trigger:18s} {t.executable.call()[:70]}")
+                _warn_skipped(kb)
+            elif args.action == "show":
+                t = kb.get(args.item)
+                if t is None:
+                    raise UsageError(f"{args.kb}: no triple {args.item!r}")
+                if args.json:
+                    print(json.dumps({**t.to_dict(), "applications": kb.applications(t.id)}, indent=1))
+                else:
+                    print(describe(t))
+            elif args.action == "export":
+                n = kb.export(args.item)
+                _warn_skipped(kb)
+                print(f"exported {n} triples to {args.item}")
+            elif args.action == "import":
+                added, present = kb.import_file(args.item)
+                print(f"imported {added} triples (unverified) into {args.kb}; {present} were already there")
+            else:
+                stats = kb.stats()
+                if args.json:
+                    print(json.dumps(stats, indent=1))
+                else:
+                    for key, value in stats.items():
+                        print(f"{key:14s} {value}")
+    except StoreError as err:
+        raise UsageError(str(err)) from None
+    return EXIT_OK
+
+
+def _warn_skipped(kb) -> None:
+    for reason in kb.skipped:
+        print(f"hawk: warning: {reason}", file=sys.stderr)
 
 
 # --- targets ------------------------------------------------------------------------------

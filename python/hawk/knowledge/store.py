@@ -1,0 +1,371 @@
+"""The knowledge store: SQLite in WAL mode, safe for several tuning processes at once.
+
+A store file is recognised by SQLite's ``application_id`` and versioned by its
+``user_version``; an older store is migrated in one transaction, a newer, foreign or
+corrupt one is refused with a clear ``StoreError`` and never written to. Triples are stored
+as validated JSON (no pickle anywhere); every write is one ``BEGIN IMMEDIATE`` transaction,
+so a writer killed in the middle loses at most what it was writing. Every application of
+a triple is logged with its effect (the evidence distillation judges by).
+
+Export and import are JSON files (``{"format": "hawk-knowledge", ...}``). Imported triples
+arrive unverified: they have not worked on this runtime model yet.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .triple import ACTIVE, Triple, TripleError
+
+APPLICATION_ID = 0x48574B31  # "HWK1"
+SCHEMA_VERSION = 2
+EXPORT_FORMAT = "hawk-knowledge"
+BUSY_TIMEOUT_S = 30.0
+
+# Migrations: MIGRATIONS[v] takes a store from version v to v + 1.
+MIGRATIONS = (
+    """CREATE TABLE triples (
+        id TEXT PRIMARY KEY,
+        created REAL NOT NULL,
+        status TEXT NOT NULL,
+        verified INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX triples_status ON triples(status);""",
+    """CREATE TABLE applications (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        triple_id TEXT NOT NULL,
+        run TEXT NOT NULL,
+        workload TEXT NOT NULL,
+        target TEXT NOT NULL,
+        iteration INTEGER NOT NULL,
+        applied INTEGER NOT NULL,
+        fixed INTEGER NOT NULL,
+        correct INTEGER NOT NULL,
+        cycles_before INTEGER,
+        cycles_after INTEGER,
+        new_faults TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX applications_triple ON applications(triple_id);""",
+)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+class StoreError(Exception):
+    """A store that cannot be used (corrupt, foreign, newer, unwritable): nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Application:
+    """One use of a triple and what it did."""
+
+    triple_id: str
+    run: str
+    workload: str
+    target: str
+    iteration: int
+    applied: bool  # the rewrite changed the program (False: it did not fit this program)
+    fixed: bool  # the trigger is gone (fault gone, or faster) and the result correct
+    correct: bool
+    cycles_before: int | None = None
+    cycles_after: int | None = None
+    new_faults: tuple[str, ...] = ()
+    detail: str = ""
+
+
+class KnowledgeStore:
+    """Triples and their application log in one SQLite file (``path``; created if absent)."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        self.skipped: list[str] = []  # why rows were left out of the last listing
+        if readonly and not self.path.exists():
+            raise StoreError(f"{self.path}: no such knowledge store")
+        try:
+            if readonly:
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                                           isolation_level=None)
+            else:
+                self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: cannot open the knowledge store: {err}") from None
+        try:
+            self._open()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open(self) -> None:
+        try:
+            app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path}: not a knowledge store ({err}); the file was left as it is") from None
+        if app_id == 0 and tables == 0 and version == 0:
+            if self.readonly:
+                raise StoreError(f"{self.path}: an empty file, not a knowledge store")
+        elif app_id != APPLICATION_ID:
+            raise StoreError(f"{self.path}: an SQLite file of another application (application_id {app_id:#x}), "
+                             "not a knowledge store; the file was left as it is")
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: written by a newer Hawk (store schema {version}, this Hawk reads up to "
+                             f"{SCHEMA_VERSION}); the file was left as it is")
+        if not self.readonly:
+            self._pragma("journal_mode=WAL")
+            self._pragma("synchronous=NORMAL")
+            if version < SCHEMA_VERSION:
+                self._migrate()
+        elif version < SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: store schema {version} must be migrated to {SCHEMA_VERSION}; "
+                             "open it once without read-only")
+
+    def _pragma(self, setting: str) -> None:
+        try:
+            self._db.execute(f"PRAGMA {setting}")
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: {err}") from None
+
+    def _migrate(self) -> None:
+        with self._write():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
+            for step in MIGRATIONS[version:]:
+                for statement in step.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: cannot write: {err}") from None
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as err:
+            self._db.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: cannot write: {err}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> KnowledgeStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- triples ---------------------------------------------------------------------------
+
+    def add(self, triple: Triple) -> bool:
+        """Store a triple; False if one with its id is already there (it is left unchanged)."""
+        body = json.dumps(triple.to_dict(), sort_keys=True)
+        try:
+            with self._write() as db:
+                cur = db.execute("INSERT OR IGNORE INTO triples (id, created, status, verified, body) "
+                                 "VALUES (?, ?, ?, ?, ?)",
+                                 (triple.id, time.time(), triple.stats.status, int(triple.stats.verified), body))
+                return cur.rowcount == 1
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: cannot write: {err}") from None
+
+    def put(self, triple: Triple) -> None:
+        """Replace a stored triple (its stats or status changed)."""
+        body = json.dumps(triple.to_dict(), sort_keys=True)
+        try:
+            with self._write() as db:
+                db.execute("UPDATE triples SET status = ?, verified = ?, body = ? WHERE id = ?",
+                           (triple.stats.status, int(triple.stats.verified), body, triple.id))
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: cannot write: {err}") from None
+
+    def get(self, triple_id: str) -> Triple | None:
+        row = self._query("SELECT id, body FROM triples WHERE id = ?", (triple_id,))
+        return self._decode(row[0]) if row else None
+
+    def triples(self, *, status: str | None = ACTIVE) -> list[Triple]:
+        """Stored triples in the order they were learned (``status=None``: all of them).
+
+        A row that does not decode is skipped with its reason in ``self.skipped``."""
+        if status is None:
+            rows = self._query("SELECT id, body FROM triples ORDER BY created, id")
+        else:
+            rows = self._query("SELECT id, body FROM triples WHERE status = ? ORDER BY created, id", (status,))
+        self.skipped = []
+        out = []
+        for row in rows:
+            try:
+                out.append(self._decode(row))
+            except StoreError as err:
+                self.skipped.append(str(err))
+        return out
+
+    def __len__(self) -> int:
+        return self._query("SELECT count(*) FROM triples")[0][0]
+
+    def _decode(self, row) -> Triple:
+        tid, body = row
+        try:
+            triple = Triple.from_dict(json.loads(body))
+        except (ValueError, TripleError) as err:
+            raise StoreError(f"{self.path}: triple {tid} is damaged: {err}") from None
+        if triple.id != tid:
+            raise StoreError(f"{self.path}: triple {tid} holds the body of {triple.id}")
+        return triple
+
+    def _query(self, sql: str, args: tuple = ()) -> list:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path}: cannot read: {err}") from None
+
+    # --- evidence ----------------------------------------------------------------------------
+
+    def record(self, app: Application) -> Triple | None:
+        """Log one application and fold it into the triple's stats, in one transaction."""
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT INTO applications (triple_id, run, workload, target, iteration, applied, fixed, correct, "
+                    "cycles_before, cycles_after, new_faults, detail, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (app.triple_id, app.run, app.workload, app.target, app.iteration, int(app.applied),
+                     int(app.fixed), int(app.correct), app.cycles_before, app.cycles_after,
+                     json.dumps(list(app.new_faults)), app.detail[:2000], time.time()))
+                row = db.execute("SELECT id, body FROM triples WHERE id = ?", (app.triple_id,)).fetchone()
+                if row is None or not app.applied:
+                    return None
+                triple = self._decode(row)
+                st = triple.stats
+                changes = {"applications": st.applications + 1, "successes": st.successes + int(app.fixed)}
+                if app.fixed:
+                    changes["verified"] = True
+                    if app.cycles_before and app.cycles_after:
+                        changes["cycle_log_sum"] = st.cycle_log_sum + math.log(app.cycles_after / app.cycles_before)
+                        changes["cycle_n"] = st.cycle_n + 1
+                triple = triple.with_stats(**changes)
+                db.execute("UPDATE triples SET verified = ?, body = ? WHERE id = ?",
+                           (int(triple.stats.verified), json.dumps(triple.to_dict(), sort_keys=True), triple.id))
+                return triple
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: cannot write: {err}") from None
+
+    def applications(self, triple_id: str | None = None) -> list[dict]:
+        cols = ("triple_id", "run", "workload", "target", "iteration", "applied", "fixed", "correct",
+                "cycles_before", "cycles_after", "new_faults", "detail")
+        sql = f"SELECT {', '.join(cols)} FROM applications"
+        rows = self._query(sql + " WHERE triple_id = ? ORDER BY seq", (triple_id,)) if triple_id else \
+            self._query(sql + " ORDER BY seq")
+        out = []
+        for row in rows:
+            d = dict(zip(cols, row))
+            for k in ("applied", "fixed", "correct"):
+                d[k] = bool(d[k])
+            d["new_faults"] = json.loads(d["new_faults"])
+            out.append(d)
+        return out
+
+    # --- summary, export, import ---------------------------------------------------------------
+
+    def stats(self) -> dict:
+        triples = self.triples(status=None)
+        apps = self._query("SELECT count(*), coalesce(sum(applied), 0), coalesce(sum(fixed), 0) FROM applications")[0]
+        by = {}
+        for t in triples:
+            by.setdefault(t.stats.status, 0)
+            by[t.stats.status] += 1
+        active = [t for t in triples if t.stats.status == ACTIVE]
+        count = {}
+        for t in active:
+            key = t.context.code or t.context.pipe
+            count[key] = count.get(key, 0) + 1
+        return {
+            "path": str(self.path), "schema": SCHEMA_VERSION, "triples": len(triples), "by_status": by,
+            "verified": sum(t.stats.verified for t in active), "unverified": sum(not t.stats.verified for t in active),
+            "by_trigger": dict(sorted(count.items())),
+            "by_rewrite": _count(t.executable.rewrite for t in active),
+            "runs": len({t.provenance.run for t in triples}),
+            "applications": apps[0], "applied": apps[1], "fixed": apps[2],
+            "skipped": len(self.skipped),
+        }
+
+    def export(self, path: str | Path) -> int:
+        """Write every triple and the application log as JSON (atomically); returns the triple count."""
+        triples = self.triples(status=None)
+        doc = {"format": EXPORT_FORMAT, "schema": SCHEMA_VERSION, "triples": [t.to_dict() for t in triples],
+               "applications": self.applications()}
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"{path}: cannot write the export: {err}") from None
+        return len(triples)
+
+    def import_file(self, path: str | Path) -> tuple[int, int]:
+        """Add the triples of an export file, unverified; returns (added, already present).
+
+        The whole file is validated before anything is written."""
+        triples = read_export(path)
+        added = 0
+        for t in triples:
+            imported = t.with_stats(verified=False, applications=0, successes=0, cycle_log_sum=0.0, cycle_n=0)
+            added += self.add(imported)
+        return added, len(triples) - added
+
+
+def read_export(path: str | Path) -> list[Triple]:
+    """The triples of an export file, every one validated (StoreError naming the first problem)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise StoreError(f"{path}: cannot read: {err}") from None
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise StoreError(f"{path}: not JSON ({err})") from None
+    if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
+        raise StoreError(f"{path}: not a Hawk knowledge export (no \"format\": \"{EXPORT_FORMAT}\")")
+    schema = doc.get("schema")
+    if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+        raise StoreError(f"{path}: export schema {schema!r}; this Hawk reads up to {SCHEMA_VERSION}")
+    items = doc.get("triples")
+    if not isinstance(items, list):
+        raise StoreError(f"{path}: \"triples\" must be a list")
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(Triple.from_dict(item))
+        except TripleError as err:
+            raise StoreError(f"{path}: triples[{i}]: {err}") from None
+    return out
+
+
+def _count(items) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items:
+        out[item] = out.get(item, 0) + 1
+    return dict(sorted(out.items()))
