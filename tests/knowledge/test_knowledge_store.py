@@ -3,9 +3,18 @@ import multiprocessing
 import sqlite3
 
 import pytest
-
-from hawk.knowledge import (Application, Context, Executable, KnowledgeStore, Provenance, Semantics, StoreError,
-                            Triple, TripleError, read_export)
+from hawk.knowledge import (
+    Application,
+    Context,
+    Executable,
+    KnowledgeStore,
+    Provenance,
+    Semantics,
+    StoreError,
+    Triple,
+    TripleError,
+    read_export,
+)
 from hawk.knowledge import store as store_mod
 
 
@@ -127,10 +136,9 @@ def test_unusable_store_files_are_refused_and_left_unchanged(tmp_path, kind):
         db.commit()
         db.close()
     before = path.read_bytes()
-    with pytest.raises(StoreError, match="kb.sqlite"):
-        with KnowledgeStore(path) as kb:
-            kb.triples()
-            kb.add(make_triple(99))
+    with pytest.raises(StoreError, match="kb.sqlite"), KnowledgeStore(path) as kb:
+        kb.triples()
+        kb.add(make_triple(99))
     assert path.read_bytes() == before
 
 

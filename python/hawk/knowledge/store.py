@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from .triple import ACTIVE, Triple, TripleError
 
@@ -169,7 +170,7 @@ class KnowledgeStore:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> KnowledgeStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
