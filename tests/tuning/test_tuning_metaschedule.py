@@ -125,6 +125,18 @@ def test_vectorize_postproc_vectorizes_compute_not_copies(davinci):
     assert verify(sch.mod, davinci) == []
 
 
+def test_vectorize_postproc_leaves_tensorized_blocks_alone(davinci):
+    # vectorising the fill intrinsic's implementation makes it another instruction (verify's
+    # structural match says so): every GEMM candidate of MetaSchedule was illegal that way
+    wl = find_workload("matmul_f16")
+    sketches = NpuSpace(api_view(davinci))(s_tir.Schedule(wl.module(), seed=1))
+    legal = [s for s in sketches if verify(s.mod, davinci) == []]
+    assert legal
+    for sch in legal:
+        assert VectorizeInner().apply(sch)
+        assert verify(sch.mod, davinci) == []
+
+
 def test_metaschedule_finds_a_legal_correct_kernel(davinci):
     wl = find_workload("add_f16")
     result = tune_metaschedule(wl, davinci, budget=12, seed=0)

@@ -32,6 +32,7 @@ from tvm import s_tir, tirx
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
+from ..npu.intrinsics import INTRIN_ATTR
 from ..npu.target import ApiView
 
 ROW_TILE_MAX = 64  # largest sampled inner tile of an outer spatial loop
@@ -263,7 +264,9 @@ class VectorizeInner(ms.postproc.PyPostproc):
         names = []
 
         def on_block(block):
-            if isinstance(block.body, tirx.BufferStore) and not _is_move(block.body) and block.iter_vars:
+            # an intrinsic's implementation block (tensorized) is the intrinsic's own: leave it
+            if isinstance(block.body, tirx.BufferStore) and not _is_move(block.body) and block.iter_vars \
+                    and INTRIN_ATTR not in block.annotations:
                 names.append(block.name_hint)
 
         tvm_ffi.structural_walk(sch.mod["main"].body, [(s_tir.SBlock, on_block)])
