@@ -8,7 +8,9 @@ in). It sees only what an LLM sees (the workload's TensorIR, the api view, the p
 attempt's feedback) and reacts to a device log as an LLM without hardware priors would: a
 smaller tile after an overflow, another scope after a scope or path fault, another draw
 after anything else, a local variation once a kernel is correct. So it breaks the NPU's
-implicit constraints at a realistic rate. Retrieved knowledge in the task is not read yet.
+implicit constraints at a realistic rate. Retrieved knowledge reaches it as the prompt
+renders it: it applies the ``fix:`` lines of those items to its draft, as an LLM would follow
+them, and reads nothing else of them.
 
 Apart from the operand scopes in the intrinsic signatures, scope names are its only hint
 about what a scope is for: it prefers a name containing ``ub``, ``buf``,
@@ -78,10 +80,28 @@ class OfflineProposer(Proposer):
             plan = replace(choices, operand_stage=choices.stage, k=0, via_stage=False, decompose=False)
         # choices this kind of program never reads are written as constants: the same program
         # comes with the same plan, so equal kernels have equal texts
-        return Proposal(_plan_line(plan) + text, PROGRAM)
+        return Proposal(_follow_knowledge(_plan_line(plan) + text, task), PROGRAM)
 
 
 _PLAN = re.compile(r"^# plan: (.*)$", re.MULTILINE)
+_FIX = re.compile(r"^\s*fix: (.*)$", re.MULTILINE)
+
+
+def _follow_knowledge(text: str, task: Task) -> str:
+    """Apply the fixes the prompt's knowledge spells out (its ``fix:`` lines), in the order
+    the prompt lists them; a fix that does not fit the draft is passed over. This reads the
+    knowledge exactly as rendered into the prompt, nothing else."""
+    from ..knowledge.rewrite import Env, apply_rewrite, parse_call
+
+    env = None
+    for item in task.knowledge:
+        for line in _FIX.findall(item):
+            call = parse_call(line)
+            if call is None:
+                continue
+            env = env or Env(task.workload, task.view)
+            text = apply_rewrite(text, *call, env) or text
+    return text
 
 
 def _plan_line(c: Choices) -> str:

@@ -83,6 +83,11 @@ class Candidate:
     roofline_cycles: int | None = None
     model_bug: bool = False  # reported faster than the roofline: the model is wrong, not the kernel good
     flag_reason: str = ""  # why the gate flagged it ('' unless flagged)
+    fault_records: tuple[dict, ...] = ()  # the faults with their fields (Fault.to_dict)
+    busy: dict[str, float] = field(default_factory=dict)  # pipe -> busy fraction, for a timed kernel
+    origin: str = "proposer"  # or "knowledge" / "explore": a repair of an earlier candidate
+    repair: str = ""  # the rewrite a repair applied, as a call
+    repairs: int | None = None  # the iteration of the candidate it repairs
     llm_calls: int = 0
     wall_s: float = 0.0
     module: object | None = field(default=None, repr=False, compare=False)  # tvm.IRModule once admitted
@@ -131,6 +136,8 @@ class Candidate:
             "model_bug": self.model_bug, "flag_reason": self.flag_reason, "llm_calls": self.llm_calls,
             "wall_s": round(self.wall_s, 4),
         }
+        if self.origin != "proposer":
+            d.update(origin=self.origin, repair=self.repair, repairs=self.repairs)
         if text:
             d["text"] = self.text
         return d
@@ -243,7 +250,7 @@ def tune(workload: Workload, spec: HardwareSpec, proposer: Proposer, *, budget: 
          seed: int = 0, worker: HostWorker | None = None,
          on_candidate: Callable[[Candidate, TuneResult], None] | None = None,
          trials: int = DEFAULT_TRIALS, timeout: float = DEFAULT_TIMEOUT_S,
-         reference_cycles: int | None = None) -> TuneResult:
+         reference_cycles: int | None = None, knowledge=None) -> TuneResult:
     """Run the loop for ``budget`` iterations and keep the best legal, correct, unflagged kernel.
 
     ``worker`` runs every host execution (one is started, and closed at the end, when none
@@ -251,6 +258,12 @@ def tune(workload: Workload, spec: HardwareSpec, proposer: Proposer, *, budget: 
     proposer sees the workload, the target's api view and the feedback, never the spec.
     ``reference_cycles`` (a legal, correct reference kernel's cycles) arms the gate's
     speedup rule; the roofline rule always applies.
+
+    ``knowledge`` (a ``hawk.knowledge.Knowledge``) puts retrieved triples into every prompt
+    and spends iterations on repairs: a faulting or newly best candidate is followed by
+    rewrites of it (retrieved executables first, then exploration), each run like any
+    candidate and judged by the runtime model; what worked is learned. Without it the loop
+    is exactly the loop without knowledge.
     """
     if budget < 0:
         raise ValueError(f"budget must be >= 0, got {budget}")
@@ -263,12 +276,18 @@ def tune(workload: Workload, spec: HardwareSpec, proposer: Proposer, *, budget: 
     try:
         feedback: Feedback | None = None
         executed: dict[str, object] = {}  # ir_key -> passing ExecResult: a repeat is not rebuilt
+        session = _KnowledgeSession(knowledge, workload, spec, proposer) if knowledge is not None else None
         for iteration in range(budget):
-            task = Task.for_target(workload, spec, feedback)
-            cand = _evaluate(task, workload, spec, proposer, iteration, seed=seed, worker=worker,
+            repair = session.next_repair() if session is not None else None
+            items = session.prompt_items(result) if session is not None and repair is None else ()
+            task = Task.for_target(workload, spec, feedback, items)
+            author = _Fixed(repair.text) if repair is not None else proposer
+            cand = _evaluate(task, workload, spec, author, iteration, seed=seed, worker=worker,
                              trials=trials, timeout=timeout, executed=executed,
                              reference_cycles=reference_cycles)
             result.candidates.append(cand)
+            if session is not None:
+                session.after(cand, repair, result)
             # a candidate with nothing to show leaves the previous feedback in place
             feedback = cand.feedback() or feedback
             if on_candidate is not None:
@@ -277,6 +296,55 @@ def tune(workload: Workload, spec: HardwareSpec, proposer: Proposer, *, budget: 
         if own_worker:
             worker.close()
     return result
+
+
+class _Fixed(Proposer):
+    """A repair: the program is already written."""
+
+    name = "repair"
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def propose(self, task: Task, *, seed: int, iteration: int) -> Proposal:
+        return Proposal(self.text, PROGRAM)
+
+
+class _KnowledgeSession:
+    """The loop's side of knowledge for one workload: prompts, the repair queue, learning."""
+
+    def __init__(self, knowledge, workload: Workload, spec: HardwareSpec, proposer: Proposer):
+        from ..npu.target import api_view
+
+        self.kb, self.workload, self.spec = knowledge, workload, spec
+        self.view = api_view(spec)
+        self.proposer = getattr(proposer, "name", type(proposer).__name__)
+        self.pending: list = []
+        self.tried: set = set()
+
+    def next_repair(self):
+        return self.pending.pop(0) if self.pending else None
+
+    def prompt_items(self, result: TuneResult) -> list[str]:
+        """Retrieval for the next proposal: the last fault, else the best kernel's bottleneck,
+        else the workload itself (before the first proposal)."""
+        last = result.candidates[-1] if result.candidates else None
+        about = last if last is not None and last.fault_records else result.best
+        return self.kb.prompt_items(self.kb.query(self.workload, about))
+
+    def after(self, cand: Candidate, repair, result: TuneResult) -> None:
+        depth = 0
+        if repair is not None:
+            from ..knowledge.base import worked
+
+            cand.origin, cand.repairs = repair.origin, repair.before.iteration
+            cand.repair = f"{repair.rewrite}({', '.join(f'{k}={v!r}' for k, v in sorted(repair.params.items()))})"
+            self.kb.observe(repair, cand, workload=self.workload, target=self.spec.name, proposer=self.proposer)
+            depth = repair.depth
+            if worked(repair, cand):  # the alternatives for the same trigger are moot
+                self.pending = [r for r in self.pending if r.before is not repair.before]
+        if cand.fault_records or (cand.is_result and result.best is cand):
+            self.pending[:0] = self.kb.plan(cand, self.workload, self.view, depth=depth, tried=self.tried)
 
 
 def _evaluate(task: Task, workload: Workload, spec: HardwareSpec, proposer: Proposer, iteration: int, *,
@@ -338,6 +406,7 @@ def _run(cand: Candidate, task: Task, workload: Workload, spec: HardwareSpec, pr
         cand.outcome = FAULT
         cand.faults = tuple(f.code for f in faults)
         cand.fault_log = tuple(f.log for f in faults)
+        cand.fault_records = tuple(f.to_dict() for f in faults)
         return
 
     cand.stage = "execute"
@@ -359,6 +428,7 @@ def _run(cand: Candidate, task: Task, workload: Workload, spec: HardwareSpec, pr
         cand.outcome, cand.error = TIMING_ERROR, str(err)
         return
     cand.cycles, cand.bottleneck = profile.cycles, profile.bottleneck
+    cand.busy = {pipe: busy / profile.cycles for pipe, busy in profile.busy.items()} if profile.cycles else {}
     cand.roofline_cycles, cand.model_bug = profile.roofline_cycles, profile.model_bug
     cand.stage, cand.outcome = "done", OK
     verdict = gate(cycles=profile.cycles, roofline_cycles=profile.roofline_cycles,

@@ -1,0 +1,287 @@
+"""What the loop asks of knowledge: what to tell the proposer, which repairs to try, and
+what to learn from how they went.
+
+- ``prompt_items(query)``: the top-K triples for the situation, rendered as the prompt
+  carries them (the only form a proposer ever sees);
+- ``plan(candidate, ...)``: repairs for a faulting or slow candidate -- retrieved triples
+  whose trigger matches, their parameters bound to the new fault's fields, then the
+  explorer's rewrites -- each a complete program the loop runs like any other;
+- ``observe(repair, result)``: whether the repair removed the trigger (the fault is gone,
+  or the kernel is faster) with a correct result; a retrieved triple gets the application
+  logged, an explored rewrite that worked becomes a new triple (or evidence for the same
+  one found before).
+
+Run-time synthesis is offline by default: the semantics are written from the fault's or
+profile's own numbers. Every triple records the run, workload, target, iteration and the
+programs before and after.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from ..ir.features import kernel_features
+from ..ir.graph import kernel_fingerprint, program_tokens
+from .explore import bind, explore_bottleneck, explore_fault, fault_fields
+from .render import for_prompt
+from .retrieval import RetrievalConfig, retrieve
+from .rewrite import Env, apply_rewrite
+from .store import Application, KnowledgeStore
+from .triple import (
+    BOTTLENECK,
+    FASTER,
+    FAULT,
+    FAULT_GONE,
+    Context,
+    Executable,
+    Provenance,
+    Semantics,
+    Triple,
+)
+
+MAX_DEPTH = 4  # a repair of a repair of ...: one fault after another on the way to a legal kernel
+MAX_FROM_KNOWLEDGE = 2
+MAX_EXPLORE = 3
+IDENTITY_FIELDS = ("scope", "src", "dst", "unit")
+
+
+def fault_identity(fault: dict) -> tuple:
+    f = fault_fields(fault)
+    return (fault.get("code"),) + tuple(f.get(k, "") for k in IDENTITY_FIELDS)
+
+
+@dataclass
+class Repair:
+    """A rewritten program to run, and why."""
+
+    text: str
+    rewrite: str
+    params: dict
+    origin: str  # "knowledge" or "explore"
+    before: object  # the Candidate it repairs
+    fault: dict | None  # the fault it addresses (None: the bottleneck)
+    depth: int
+    triple_id: str = ""
+
+
+@dataclass
+class KnowledgeOptions:
+    learn: bool = True  # store new triples and evidence
+    explore: bool = True  # try the explorer's rewrites where knowledge has none
+    repair: bool = True  # apply executables directly as repairs
+    executable: bool = True  # prompts carry the executable part (False: free-text knowledge only)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+
+
+class Knowledge:
+    """Knowledge as one tuning run uses it (``store`` is shared with other runs)."""
+
+    def __init__(self, store: KnowledgeStore, *, run: str | None = None, options: KnowledgeOptions | None = None):
+        self.store = store
+        self.run = run or uuid.uuid4().hex[:12]
+        self.options = options or KnowledgeOptions()
+        self.retrievals = 0
+        self.learned: list[str] = []
+        self._triples: list[Triple] | None = None
+
+    # --- retrieval ----------------------------------------------------------------------------
+
+    def triples(self) -> list[Triple]:
+        if self._triples is None:
+            self._triples = self.store.triples()
+        return self._triples
+
+    def query(self, workload, candidate=None) -> Context:
+        """The context of now: the candidate's first fault or its bottleneck, or the workload."""
+        module = getattr(candidate, "module", None)
+        if module is None:
+            module = workload.module()
+        text = getattr(candidate, "text", None) or ""
+        tokens, graph = kernel_fingerprint(module)
+        base = dict(category=workload.category, features=kernel_features(module),
+                    tokens=tuple(program_tokens(text)) + tuple(tokens), graph_hash=graph)
+        records = getattr(candidate, "fault_records", ()) if candidate is not None else ()
+        if records:
+            f = records[0]
+            return Context(trigger=FAULT, code=f.get("code", ""), pipe=f.get("pipe", ""),
+                           fields=fault_fields(f), **base)
+        if candidate is not None and getattr(candidate, "bottleneck", ""):
+            return Context(trigger=BOTTLENECK, pipe=candidate.bottleneck, profile=dict(candidate.busy), **base)
+        return Context(trigger="start", **base)
+
+    def retrieve(self, query: Context) -> list[Triple]:
+        self.retrievals += 1
+        return [h.triple for h in retrieve(self.triples(), query, self.options.retrieval)]
+
+    def prompt_items(self, query: Context) -> list[str]:
+        items = []
+        for t in self.retrieve(query):
+            text = for_prompt(t)
+            if not self.options.executable:  # the ablation: the rationale alone
+                text = text.split("\n  fix:")[0]
+            items.append(text)
+        return items
+
+    # --- repairs -------------------------------------------------------------------------------
+
+    def plan(self, candidate, workload, view, *, depth: int, tried: set) -> list[Repair]:
+        """Repairs for a candidate that faulted (its first fault) or is correct (its bottleneck)."""
+        if depth >= MAX_DEPTH or not candidate.text or candidate.kind != "program":
+            return []
+        env = Env(workload, view)
+        records = getattr(candidate, "fault_records", ())
+        fault = records[0] if records else None
+        if fault is None and not candidate.is_result:
+            return []
+        out: list[Repair] = []
+
+        def add(rewrite, params, origin, triple_id=""):
+            key = (candidate.text, rewrite, tuple(sorted(params.items())))
+            if key in tried:
+                return False
+            tried.add(key)
+            text = apply_rewrite(candidate.text, rewrite, params, env)
+            if text is None:
+                return False
+            out.append(Repair(text, rewrite, params, origin, candidate, fault, depth + 1, triple_id))
+            return True
+
+        if self.options.repair:
+            used = 0
+            for t in self.retrieve(self.query(workload, candidate)):
+                if used >= MAX_FROM_KNOWLEDGE:
+                    break
+                matches = (t.context.trigger == FAULT and fault is not None and t.context.code == fault.get("code")) \
+                    or (t.context.trigger == BOTTLENECK and fault is None and t.context.pipe == candidate.bottleneck)
+                if matches and add(t.executable.rewrite, bind(t.executable.rewrite, t.executable.params, fault),
+                                   "knowledge", t.id):
+                    used += 1
+        if self.options.explore:
+            options = explore_fault(fault, view) if fault is not None else explore_bottleneck(candidate.text, view)
+            explored = 0
+            for rewrite, params in options:
+                if explored >= MAX_EXPLORE:
+                    break
+                explored += add(rewrite, params, "explore")
+        return out
+
+    def observe(self, repair: Repair, result, *, workload, target: str, proposer: str) -> Triple | None:
+        """Judge a repair by its result; log the evidence, learn a triple from a new fix."""
+        fixed = worked(repair, result)
+        before = repair.before
+        cycles_before = getattr(before, "cycles", None)
+        cycles_after = result.cycles if result.is_result else None
+        if repair.origin == "knowledge" and self.options.learn:
+            self.store.record(Application(
+                repair.triple_id, self.run, workload.name, target, result.iteration, applied=True, fixed=fixed,
+                correct=result.correct, cycles_before=cycles_before if repair.fault is None else None,
+                cycles_after=cycles_after if repair.fault is None else None,
+                new_faults=tuple(result.faults), detail=result.message[:500]))
+            self._triples = None
+            return None
+        if not fixed or not self.options.learn:
+            return None
+        triple = synthesize(repair, result, run=self.run, workload=workload, target=target, proposer=proposer)
+        same = next((t for t in self.triples() if same_knowledge(t, triple)), None)
+        if same is not None:  # found again: evidence for the triple we have
+            self.store.record(Application(same.id, self.run, workload.name, target, result.iteration, applied=True,
+                                          fixed=True, correct=True,
+                                          cycles_before=cycles_before if repair.fault is None else None,
+                                          cycles_after=cycles_after if repair.fault is None else None))
+            self._triples = None
+            return None
+        if self.store.add(triple):
+            self.learned.append(triple.id)
+        self._triples = None
+        return triple
+
+
+def worked(repair: Repair, result) -> bool:
+    """The trigger is gone and the kernel got closer to a result: for a fault, that fault is
+    no longer reported and either the kernel now runs correctly or fewer faults remain (one
+    fault traded for another is not a fix); for a bottleneck, a correct kernel with fewer
+    cycles."""
+    if repair.fault is None:
+        before = getattr(repair.before, "cycles", None)
+        return bool(result.is_result and before and result.cycles is not None and result.cycles < before)
+    if result.outcome == "fault":
+        ident = fault_identity(repair.fault)
+        gone = all(fault_identity(f) != ident for f in result.fault_records)
+        return gone and len(result.fault_records) < len(repair.before.fault_records)
+    return result.is_result
+
+
+def same_knowledge(a: Triple, b: Triple) -> bool:
+    return (a.context.trigger, a.context.code, a.context.pipe if a.context.trigger == BOTTLENECK else "",
+            a.executable.call()) == \
+        (b.context.trigger, b.context.code, b.context.pipe if b.context.trigger == BOTTLENECK else "",
+         b.executable.call())
+
+
+def synthesize(repair: Repair, result, *, run: str, workload, target: str, proposer: str) -> Triple:
+    before = repair.before
+    ctx_features = kernel_features(before.module) if before.module is not None else {}
+    tokens, graph = kernel_fingerprint(before.module) if before.module is not None else ([], "")
+    base = dict(category=workload.category, features=ctx_features,
+                tokens=tuple(program_tokens(before.text or "")) + tuple(tokens), graph_hash=graph)
+    if repair.fault is not None:
+        f = repair.fault
+        fields = fault_fields(f)
+        context = Context(trigger=FAULT, code=f.get("code", ""), pipe=f.get("pipe", ""), fields=fields, **base)
+        raw = f.get("observed") or {}
+        observed = {k: v for k, v in raw.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+        semantics = Semantics(_fault_rationale(f, repair), observed)
+        check = FAULT_GONE
+    else:
+        busy = dict(getattr(before, "busy", {}) or {})
+        context = Context(trigger=BOTTLENECK, pipe=before.bottleneck, profile=busy, **base)
+        observed = {"cycles_before": before.cycles, "cycles_after": result.cycles}
+        semantics = Semantics(_bottleneck_rationale(before, result, repair), observed)
+        check = FASTER
+    executable = Executable(repair.rewrite, dict(repair.params), check, _diff(before.text or "", repair.text))
+    provenance = Provenance(run=run, workload=workload.name, target=target, iteration=result.iteration,
+                            source="explore", proposer=proposer, before=before.text or "", after=repair.text,
+                            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    triple = Triple.new(context, semantics, executable, provenance)
+    cycles = {}
+    if repair.fault is None and before.cycles and result.cycles:
+        cycles = {"cycle_log_sum": math.log(result.cycles / before.cycles), "cycle_n": 1}
+    return triple.with_stats(applications=1, successes=1, verified=True, **cycles)
+
+
+def _fault_rationale(f: dict, repair: Repair) -> str:
+    fields = fault_fields(f)
+    code, p = f.get("code", ""), repair.params
+    if repair.rewrite == "fit_tiles":
+        return (f"{fields.get('scope')} holds {fields.get('capacity')} bytes (the kernel asked for "
+                f"{fields.get('bytes')}); the tiles whose buffers live there must shrink until they fit.")
+    if repair.rewrite == "feed":
+        return (f"no DMA path from {fields.get('src')} to {fields.get('dst')}; data for {p['dst']} is staged in "
+                f"{p['via']} on the way.")
+    if repair.rewrite == "drain":
+        return (f"no DMA path from {fields.get('src')} to {fields.get('dst')}; results in {p['src']} leave "
+                f"through {p['via']}.")
+    if repair.rewrite == "rescope":
+        unit = fields.get("unit", f.get("pipe", "the unit"))
+        return f"{code}: {unit} cannot work on buffers in {p['scope']}; they belong in {p['to']}."
+    detail = " ".join(f"{k}={v}" for k, v in sorted(fields.items()))
+    return f"{code} ({detail}) went away with {repair.rewrite}."
+
+
+def _bottleneck_rationale(before, result, repair: Repair) -> str:
+    busy = getattr(before, "busy", {}) or {}
+    frac = busy.get(before.bottleneck)
+    share = f", {frac:.0%} busy" if frac is not None else ""
+    return (f"the kernel was bound by pipe {before.bottleneck}{share}; {repair.rewrite} took it from "
+            f"{before.cycles} to {result.cycles} cycles with the result still correct.")
+
+
+def _diff(before: str, after: str) -> str:
+    import difflib
+
+    lines = [ln for ln in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+             if not ln.startswith(("---", "+++", "@@"))]
+    return "\n".join(lines[:40])

@@ -1,0 +1,484 @@
+"""Rewrites: the executable part of knowledge, as transformations of schedule programs.
+
+A rewrite takes a schedule program (the language of ``hawk.propose.program``) and named
+parameters and returns the program changed, or None when it does not fit the program (or
+TVM refuses the result). Parameters are relative to the context a fault or profile gave,
+so a rewrite applies to other shapes, operators and targets:
+
+- ``feed(dst, via)``: data reaches ``dst`` through ``via`` (stage every copy into ``dst``
+  through ``via``, or move the staging it already has there);
+- ``drain(src, via)``: data leaves ``src`` for global memory through ``via``;
+- ``rescope(scope, to)``: buffers the program puts in ``scope`` go to ``to`` instead (the
+  operands of a tensorized block stay where the intrinsic wants them);
+- ``fit_tiles(scope, capacity)``: shrink the tiles the program splits off until what
+  lives in ``scope`` fits the capacity the device reported;
+- ``double_buffer(scope)``: double-buffer every copy into ``scope``;
+- ``vectorize(width)``: vectorise the innermost loop of every compute block left scalar;
+- ``retile(factor)``: scale every constant tile factor (2: larger tiles, fewer transfers).
+
+Nothing here reads a spec: scopes and capacities come from parameters (learned from
+device logs) and the api view. Programs are parsed with the admission parser first;
+nothing is evaluated.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..propose.program import _signature, apply_program, parse_program
+
+MAX_FIT_STEPS = 16
+
+
+@dataclass(frozen=True)
+class Src:
+    """A non-literal argument (a name, ``name[index]``, a lambda), kept as written."""
+
+    text: str
+
+
+@dataclass
+class Line:
+    targets: list[str]
+    prim: str
+    kw: dict[str, object]
+
+    def render(self) -> str:
+        params = _signature(self.prim).parameters
+        parts = []
+        for k, v in self.kw.items():
+            if k in params and params[k].kind == params[k].VAR_POSITIONAL:  # reorder(*loops)
+                parts += [_literal(x) for x in v]
+            else:
+                parts.append(f"{k}={_literal(v)}")
+        args = ", ".join(parts)
+        lhs = ", ".join(self.targets) + " = " if self.targets else ""
+        return f"{lhs}sch.{self.prim}({args})"
+
+    def ref(self, key: str) -> str | None:
+        """The variable an argument names (``v3`` for ``v3`` and ``v3[-1]``)."""
+        value = self.kw.get(key)
+        if isinstance(value, Src):
+            m = re.match(r"[A-Za-z_]\w*", value.text)
+            return m.group(0) if m else None
+        return None
+
+
+@dataclass
+class Script:
+    header: list[str]
+    lines: list[Line]
+
+    def render(self) -> str:
+        return "".join(h + "\n" for h in self.header) + "".join(ln.render() + "\n" for ln in self.lines)
+
+    def names(self) -> set[str]:
+        return {t for ln in self.lines for t in ln.targets}
+
+    def fresh(self) -> str:
+        used = self.names()
+        n = 0
+        while f"k{n}" in used:
+            n += 1
+        return f"k{n}"
+
+    def creator(self, var: str | None) -> Line | None:
+        return next((ln for ln in self.lines if var in ln.targets), None) if var else None
+
+    def block_of(self, var: str | None) -> str | None:
+        """The block variable a loop or block variable belongs to (through get_loops, split, fuse)."""
+        seen = 0
+        while var is not None and seen < 64:
+            seen += 1
+            line = self.creator(var)
+            if line is None:
+                return None
+            if line.prim in ("get_sblock", "cache_read", "cache_write", "decompose_reduction", "blockize",
+                             "rfactor", "reindex"):
+                return var
+            var = line.ref("block") or line.ref("loop") or (line.ref("loops") if line.prim == "fuse" else None)
+        return None
+
+    def tensorized(self) -> dict[str, str]:
+        """Block variable -> intrinsic name, for every tensorize line."""
+        out = {}
+        for ln in self.lines:
+            if ln.prim == "tensorize":
+                block = self.block_of(ln.ref("block_or_loop"))
+                if block is not None and isinstance(ln.kw.get("tensor_intrin"), str):
+                    out[block] = ln.kw["tensor_intrin"]
+        return out
+
+
+def _literal(v) -> str:
+    if isinstance(v, Src):
+        return v.text
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_literal(x) for x in v) + "]"
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_literal(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    return repr(v)
+
+
+def parse_script(text: str) -> Script | None:
+    """The program as lines of keyword calls; None when admission refuses it."""
+    stmts, error = parse_program(text)
+    if error is not None:
+        return None
+    header = []
+    for raw in text.splitlines():
+        if raw.startswith("#"):
+            header.append(raw)
+        elif raw.strip():
+            break
+    lines = []
+    for stmt in stmts:
+        call = stmt.value
+        prim = call.func.attr
+        if isinstance(stmt, ast.Assign):
+            target = stmt.targets[0]
+            targets = [target.id] if isinstance(target, ast.Name) else [e.id for e in target.elts]
+        else:
+            targets = []
+        values = [_value(text, a) for a in call.args]
+        kw = {k.arg: _value(text, k.value) for k in call.keywords}
+        try:
+            bound = _signature(prim).bind(None, *values, **kw).arguments
+        except TypeError:
+            return None
+        bound.pop(next(iter(bound)))  # self
+        lines.append(Line(targets, prim, dict(bound)))
+    return Script(header, lines)
+
+
+def _value(text: str, node: ast.expr):
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        return Src(ast.get_source_segment(text, node) or "")
+
+
+@dataclass(frozen=True)
+class Env:
+    """What a rewrite may use besides the program: the workload and the api view."""
+
+    workload: object  # hawk.ir.Workload
+    view: object  # hawk.npu.ApiView
+    cache: dict = field(default_factory=dict, compare=False)
+
+    def module(self, text: str):
+        """The scheduled module of a program, or None if it does not apply."""
+        if text not in self.cache:
+            applied = apply_program(text, self.workload.module())
+            self.cache[text] = applied.module if applied.ok else None
+        return self.cache[text]
+
+
+Rewrite = Callable[[Script, dict, Env], Script | None]
+REWRITES: dict[str, Rewrite] = {}
+PARAMS: dict[str, tuple[str, ...]] = {}
+
+
+def rewrite(*params: str):
+    def register(fn):
+        REWRITES[fn.__name__] = fn
+        PARAMS[fn.__name__] = params
+        return fn
+    return register
+
+
+def apply_rewrite(text: str, name: str, params: dict, env: Env) -> str | None:
+    """The program rewritten, or None: unknown rewrite, bad parameters, nothing to change,
+    or TVM refuses the result."""
+    fn = REWRITES.get(name)
+    if fn is None or set(params) != set(PARAMS[name]):
+        return None
+    script = parse_script(text)
+    if script is None:
+        return None
+    before = script.render()  # rewrites change the script in place
+    try:
+        out = fn(script, dict(params), env)
+    except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError):
+        return None  # parameters of the wrong kind for this program
+    if out is None:
+        return None
+    new = out.render()
+    if new == before or env.module(new) is None:
+        return None
+    return new
+
+
+_CALL = re.compile(r"^\s*([a-z_]+)\((.*)\)\s*$")
+
+
+def parse_call(line: str) -> tuple[str, dict] | None:
+    """``name(k=v, ...)`` as prompts render an executable; None if it is not one.
+
+    Values are JSON literals; the text is hostile, so nothing is evaluated."""
+    m = _CALL.match(line)
+    if not m or m.group(1) not in REWRITES:
+        return None
+    try:
+        tree = ast.parse(f"f({m.group(2)})", mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    call = tree.body
+    if call.args or not isinstance(call, ast.Call):
+        return None
+    params = {}
+    for kw in call.keywords:
+        if kw.arg is None:
+            return None
+        try:
+            value = ast.literal_eval(kw.value)
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+            return None
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            return None
+        params[kw.arg] = value
+    if set(params) != set(PARAMS[m.group(1)]):
+        return None
+    return m.group(1), params
+
+
+# --- data paths -------------------------------------------------------------------------------
+
+
+def _staging(script: Script, prim: str) -> dict[tuple, list[int]]:
+    """(block var, buffer index) -> indexes of the cache_read/cache_write lines on it, in order."""
+    key = "read_buffer_index" if prim == "cache_read" else "write_buffer_index"
+    chains: dict[tuple, list[int]] = {}
+    for i, ln in enumerate(script.lines):
+        if ln.prim == prim:
+            chains.setdefault((ln.ref("block"), ln.kw.get(key)), []).append(i)
+    return chains
+
+
+def _placement(script: Script, var: str, prims: tuple[str, ...]) -> int | None:
+    return next((i for i, ln in enumerate(script.lines) if ln.prim in prims and ln.ref("block") == var), None)
+
+
+@rewrite("dst", "via")
+def feed(script: Script, p: dict, env: Env) -> Script | None:
+    dst, via = p["dst"], p["via"]
+    if dst == via:
+        return None
+    changed = False
+    for chain in _staging(script, "cache_read").values():
+        for pos, idx in enumerate(chain):
+            line = script.lines[idx]
+            if line.kw.get("storage_scope") != dst:
+                continue
+            if pos > 0:  # the copy into dst already has a source on chip: make it via
+                prev = script.lines[chain[pos - 1]]
+                if prev.kw.get("storage_scope") != via:
+                    prev.kw["storage_scope"] = via
+                    changed = True
+                continue
+            name = script.fresh()
+            script.lines.insert(idx, Line([name], "cache_read", {**line.kw, "storage_scope": via}))
+            target = line.targets[0] if line.targets else None
+            at = _placement(script, target, ("compute_at",)) if target else None
+            if at is not None:
+                script.lines.insert(at + 1, Line([], "compute_at", {**script.lines[at].kw, "block": Src(name)}))
+            changed = True
+            return feed(script, p, env) or script  # indexes moved: go again for the other operands
+    return script if changed else None
+
+
+@rewrite("src", "via")
+def drain(script: Script, p: dict, env: Env) -> Script | None:
+    src, via = p["src"], p["via"]
+    if src == via:
+        return None
+    for chain in _staging(script, "cache_write").values():
+        if not chain:
+            continue
+        first = script.lines[chain[0]]  # the copy that writes global memory
+        if first.kw.get("storage_scope") != src or len(chain) > 1:
+            continue
+        name = script.fresh()
+        script.lines.insert(chain[0], Line([name], "cache_write", {**first.kw, "storage_scope": via}))
+        target = first.targets[0] if first.targets else None
+        at = _placement(script, target, ("reverse_compute_at", "compute_at")) if target else None
+        if at is not None:
+            script.lines.insert(at + 1, Line([], script.lines[at].prim, {**script.lines[at].kw, "block": Src(name)}))
+        return drain(script, p, env) or script
+    return None
+
+
+@rewrite("scope", "to")
+def rescope(script: Script, p: dict, env: Env) -> Script | None:
+    scope, to = p["scope"], p["to"]
+    if scope == to:
+        return None
+    operand_scopes = {}
+    for block, intrin in script.tensorized().items():
+        if intrin in env.view.intrinsics:
+            operand_scopes[block] = {op[2] for op in env.view.operands(intrin).values()}
+    changed = False
+    for ln in script.lines:
+        if ln.prim in ("cache_read", "cache_write", "set_scope") and ln.kw.get("storage_scope") == scope:
+            if scope in operand_scopes.get(ln.ref("block"), ()):
+                continue
+            ln.kw["storage_scope"] = to
+            changed = True
+    return script if changed else None
+
+
+# --- sizes ------------------------------------------------------------------------------------
+
+
+def _tile_factors(script: Script) -> list[tuple[int, int]]:
+    """(line, position) of every constant inner factor > 1 of a split."""
+    out = []
+    for i, ln in enumerate(script.lines):
+        factors = ln.kw.get("factors") if ln.prim == "split" else None
+        if isinstance(factors, list):
+            for j, f in enumerate(factors):
+                if isinstance(f, int) and not isinstance(f, bool) and f > 1 and j > 0:
+                    out.append((i, j))
+    return out
+
+
+def _peak(text: str, scope: str, env: Env) -> int | None:
+    from ..ir.features import scope_peaks
+    from ..runtime.program import ProgramError, read_program
+
+    mod = env.module(text)
+    if mod is None:
+        return None
+    try:
+        return scope_peaks(read_program(mod)).get(scope, 0)
+    except ProgramError:
+        return None
+
+
+@rewrite("scope", "capacity")
+def fit_tiles(script: Script, p: dict, env: Env) -> Script | None:
+    scope, capacity = p["scope"], int(p["capacity"])
+    peak = _peak(script.render(), scope, env)
+    if peak is None or peak <= capacity:
+        return None
+    for _ in range(MAX_FIT_STEPS):
+        best = None
+        for i, j in _tile_factors(script):
+            f = script.lines[i].kw["factors"]
+            trial = list(f)
+            trial[j] = f[j] // 2
+            script.lines[i].kw["factors"] = trial
+            got = _peak(script.render(), scope, env)
+            script.lines[i].kw["factors"] = f
+            if got is not None and got < peak and (best is None or got < best[0]):
+                best = (got, i, trial)
+        if best is None:
+            return None
+        peak, i, trial = best
+        script.lines[i].kw["factors"] = trial
+        if peak <= capacity:
+            return script
+    return None
+
+
+@rewrite("factor")
+def retile(script: Script, p: dict, env: Env) -> Script | None:
+    factor = float(p["factor"])
+    if factor <= 0 or factor == 1:
+        return None
+    changed = False
+    for i, j in _tile_factors(script):
+        f = list(script.lines[i].kw["factors"])
+        new = max(1, int(f[j] * factor))
+        if new != f[j]:
+            f[j] = new
+            script.lines[i].kw["factors"] = f
+            changed = True
+    return script if changed else None
+
+
+# --- overlap and units ------------------------------------------------------------------------
+
+
+@rewrite("scope")
+def double_buffer(script: Script, p: dict, env: Env) -> Script | None:
+    scope = p["scope"]
+    annotated = {ln.ref("block_or_loop") for ln in script.lines
+                 if ln.prim == "annotate" and ln.kw.get("ann_key") == "double_buffer_scope"}
+    changed = False
+    for ln in list(script.lines):
+        if ln.prim != "cache_read" or ln.kw.get("storage_scope") != scope or not ln.targets:
+            continue
+        var = ln.targets[0]
+        if var in annotated:
+            continue
+        at = _placement(script, var, ("compute_at",))
+        if at is None:
+            continue
+        script.lines.insert(at + 1, Line([], "annotate", {"block_or_loop": Src(var),
+                                                          "ann_key": "double_buffer_scope", "ann_val": 0}))
+        changed = True
+    return script if changed else None
+
+
+@rewrite("width")
+def vectorize(script: Script, p: dict, env: Env) -> Script | None:
+    width = int(p["width"])
+    if width < 2:
+        return None
+    from tvm import tirx
+
+    mod = env.module(script.render())
+    if mod is None:
+        return None
+    vectorized = {script.block_of(ln.ref("loop")) for ln in script.lines if ln.prim == "vectorize"}
+    tensorized = set(script.tensorized())
+    changed = False
+    for ln in list(script.lines):
+        if ln.prim != "get_sblock" or not ln.targets:
+            continue
+        var = ln.targets[0]
+        if var in vectorized or var in tensorized:
+            continue
+        extent = _innermost_spatial_extent(mod, ln.kw.get("name"), tirx)
+        if not extent or extent < 2:
+            continue
+        lanes = math.gcd(extent, width)
+        loops, inner = script.fresh(), None
+        script.lines.append(Line([loops], "get_loops", {"block": Src(var)}))
+        if lanes < extent:
+            outer, inner = script.fresh(), None
+            script.lines.append(Line([outer, outer + "_v"], "split",
+                                     {"loop": Src(f"{loops}[-1]"), "factors": [None, lanes]}))
+            inner = outer + "_v"
+        script.lines.append(Line([], "vectorize", {"loop": Src(inner or f"{loops}[-1]")}))
+        if env.module(script.render()) is None:  # TVM refuses (e.g. a reduction innermost): undo
+            del script.lines[-(3 if lanes < extent else 2):]
+            continue
+        changed = True
+    return script if changed else None
+
+
+def _innermost_spatial_extent(mod, name, tirx) -> int | None:
+    """The extent of a block's innermost loop when that loop is spatial for the block."""
+    from tvm import s_tir
+
+    if not isinstance(name, str):
+        return None
+    sch = s_tir.Schedule(mod)
+    try:
+        block = sch.get_sblock(name)
+    except Exception:  # noqa: BLE001 - no such block in this program
+        return None
+    blk = sch.get(block)
+    if not blk.iter_vars or int(blk.iter_vars[-1].iter_type) != 0 or not isinstance(blk.body, tirx.BufferStore):
+        return None
+    loops = sch.get_loops(block)
+    return int(sch.get(loops[-1]).extent) if loops else None

@@ -1,0 +1,141 @@
+"""The loop with knowledge: cold learning, reuse, honesty, and knowledge switched off."""
+
+import re
+
+import pytest
+from hawk.ir import ops
+from hawk.knowledge import KnowledgeStore
+from hawk.knowledge.base import Knowledge, KnowledgeOptions, same_knowledge
+from hawk.knowledge.render import for_prompt
+from hawk.knowledge.retrieval import RetrievalConfig
+from hawk.knowledge.rewrite import Env, apply_rewrite
+from hawk.npu import api_view
+from hawk.propose.offline import OfflineProposer
+from hawk.propose.prompt import Task, build_messages
+from hawk.propose.proposer import Proposal, Proposer
+from hawk.runtime import HostWorker
+from hawk.search import tune
+
+from .test_knowledge_rewrite import ROWS
+
+ON_L1 = ROWS.format(scope="global.npu.l1")  # the vector unit cannot use l1, nor DMA leave it for global
+
+
+class Stubborn(Proposer):
+    """Writes the same faulting program every time, whatever it is told."""
+
+    name = "stubborn"
+
+    def propose(self, task, *, seed, iteration):
+        return Proposal(ON_L1)
+
+
+@pytest.fixture(scope="module")
+def worker():
+    w = HostWorker()
+    yield w
+    w.close()
+
+
+def test_a_cold_run_learns_triples_that_trace_to_it(tmp_path, davinci, worker):
+    wl = ops.unary("relu", "relu", 64, 256)
+    with KnowledgeStore(tmp_path / "kb.sqlite") as store:
+        assert len(store) == 0
+        kb = Knowledge(store, run="run-1")
+        result = tune(wl, davinci, Stubborn(), budget=8, worker=worker, knowledge=kb)
+        assert result.solved and result.best.origin == "explore"
+        assert result.candidates[0].origin == "proposer" and result.best.repairs is not None
+        triples = store.triples()
+        assert triples and [t.id for t in triples] == kb.learned
+        env = Env(wl, api_view(davinci))
+        for t in triples:
+            p = t.provenance
+            assert (p.run, p.workload, p.target, p.source) == ("run-1", "relu", "davinci-like", "explore")
+            assert t.stats.verified and t.stats.successes == t.stats.applications == 1
+            # the executable part, applied to the program before, is the program after
+            assert apply_rewrite(p.before, t.executable.rewrite, t.executable.params, env) == p.after
+            assert result.candidates[p.iteration].text == p.after
+
+
+def test_what_one_workload_taught_repairs_the_next(tmp_path, davinci, worker):
+    first, second = ops.unary("relu", "relu", 64, 256), ops.unary("relu", "relu", 128, 512)
+    with KnowledgeStore(tmp_path / "kb.sqlite") as store:
+        tune(first, davinci, Stubborn(), budget=8, worker=worker, knowledge=Knowledge(store, run="a"))
+        learned = store.triples()
+        result = tune(second, davinci, Stubborn(), budget=8, worker=worker, knowledge=Knowledge(store, run="b"))
+        assert result.solved
+        assert any(c.origin == "knowledge" for c in result.candidates)
+        used = [a for a in store.applications() if a["run"] == "b"]
+        assert used and all(a["workload"] == second.name for a in used) and any(a["fixed"] for a in used)
+        # the same fixes again are evidence for the triples there, not new triples
+        new = [t for t in store.triples() if t.provenance.run == "b"]
+        assert not any(same_knowledge(t, old) for t in new for old in learned)
+        assert result.first_solved_at <= 3
+
+
+def test_knowledge_switched_off_is_the_loop_without_knowledge(tmp_path, davinci, worker):
+    wl = ops.unary("relu", "relu", 64, 256)
+    plain = tune(wl, davinci, OfflineProposer(), budget=6, worker=worker, seed=3)
+    off = KnowledgeOptions(learn=False, explore=False, repair=False, retrieval=RetrievalConfig(top_k=0))
+    with KnowledgeStore(tmp_path / "kb.sqlite") as store:
+        quiet = tune(wl, davinci, OfflineProposer(), budget=6, worker=worker, seed=3,
+                     knowledge=Knowledge(store, options=off))
+        assert len(store) == 0
+    assert [c.to_dict() | {"wall_s": 0} for c in plain.candidates] == \
+        [c.to_dict() | {"wall_s": 0} for c in quiet.candidates]
+
+
+def _items_from_prompt(task) -> list[str]:
+    user = build_messages(task)[1]["content"]
+    section = user.split("What is known about this NPU:\n", 1)[1].split("\n\n", 1)[0]
+    return ["".join(part).rstrip("\n") for part in
+            re.findall(r"^- (.*\n(?:  .*\n?)*)", section + "\n", flags=re.MULTILINE)]
+
+
+def test_the_offline_proposer_reads_knowledge_only_as_the_prompt_renders_it(tmp_path, davinci, worker,
+                                                                              monkeypatch):
+    wl = ops.unary("relu", "relu", 64, 256)
+    with KnowledgeStore(tmp_path / "kb.sqlite") as store:
+        tune(wl, davinci, Stubborn(), budget=8, worker=worker, knowledge=Knowledge(store, run="a"))
+        items = [for_prompt(t) for t in store.triples()]
+    assert any("fix: rescope(" in i for i in items)
+    task = Task.for_target(ops.unary("relu", "relu", 128, 512), davinci, None, items)
+    reparsed = Task.for_target(task.workload, davinci, None, _items_from_prompt(task))
+    assert reparsed.knowledge == task.knowledge
+    from hawk.knowledge import store as store_mod
+    from hawk.knowledge import triple as triple_mod
+
+    def refuse(*a, **k):
+        raise AssertionError("the proposer reached past the prompt")
+
+    monkeypatch.setattr(store_mod.KnowledgeStore, "triples", refuse)
+    monkeypatch.setattr(triple_mod.Triple, "from_dict", refuse)
+    for seed in range(6):
+        with_kb = OfflineProposer().propose(task, seed=seed, iteration=0).text
+        assert with_kb == OfflineProposer().propose(reparsed, seed=seed, iteration=0).text
+        assert "global.npu.l1" not in with_kb.split("\n", 1)[1]  # the fix was followed
+
+
+def test_knowledge_and_exploration_never_read_hidden_spec_fields(tmp_path, davinci, worker, monkeypatch):
+    from tests.hidden_spec import hidden_reads_trapped
+
+    reads = []
+
+    def trapped(fn):
+        def run(*a, **k):
+            with hidden_reads_trapped() as seen:
+                try:
+                    return fn(*a, **k)
+                finally:
+                    reads.extend(seen)
+        return run
+
+    for name in ("plan", "prompt_items", "observe"):
+        monkeypatch.setattr(Knowledge, name, trapped(getattr(Knowledge, name)))
+    monkeypatch.setattr(OfflineProposer, "propose", trapped(OfflineProposer.propose))
+    with KnowledgeStore(tmp_path / "kb.sqlite") as store:
+        kb = Knowledge(store)
+        tune(ops.unary("relu", "relu", 64, 256), davinci, Stubborn(), budget=8, worker=worker, knowledge=kb)
+        tune(ops.unary("relu", "relu", 128, 256), davinci, OfflineProposer(), budget=6, worker=worker, knowledge=kb)
+        assert len(store) > 0
+    assert reads == []

@@ -1,0 +1,143 @@
+"""Rewrites (the executable part of knowledge) and the explorer, on hand-written programs."""
+
+import pytest
+import tvm_ffi
+from hawk.bench.suites import find_workload
+from hawk.ir import ops
+from hawk.ir.features import scope_peaks
+from hawk.knowledge.explore import bind, explore_bottleneck, explore_fault
+from hawk.knowledge.rewrite import Env, apply_rewrite, parse_call, parse_script
+from hawk.npu import api_view, register_intrinsics
+from hawk.propose.program import apply_program
+from hawk.runtime.program import read_program
+from hawk.runtime.verify import verify
+
+ROWS = """\
+# plan: a comment the rewrites keep
+b0 = sch.get_sblock(name="Y")
+l1, l2 = sch.get_loops(block=b0)
+l3, l4 = sch.split(loop=l1, factors=[None, 64])
+b5 = sch.cache_read(block=b0, read_buffer_index=0, storage_scope="{scope}")
+sch.compute_at(block=b5, loop=l3)
+b6 = sch.cache_write(block=b0, write_buffer_index=0, storage_scope="{scope}")
+sch.reverse_compute_at(block=b6, loop=l3)
+"""
+
+GEMM = """\
+b0 = sch.get_sblock(name="C")
+l1, l2, l3 = sch.get_loops(block=b0)
+l4, l5 = sch.split(loop=l1, factors=[None, 64])
+l6, l7 = sch.split(loop=l2, factors=[None, 64])
+l8, l9 = sch.split(loop=l3, factors=[None, 64])
+l10, l11 = sch.split(loop=l5, factors=[None, 16])
+l12, l13 = sch.split(loop=l7, factors=[None, 16])
+l14, l15 = sch.split(loop=l9, factors=[None, 16])
+sch.reorder(l4, l6, l8, l10, l12, l14, l11, l13, l15)
+sch.set_scope(block=b0, buffer_index=0, storage_scope="global.npu.l0c")
+b16 = sch.get_sblock(name="D")
+sch.reverse_compute_at(block=b16, loop=l6)
+b17 = sch.cache_read(block=b0, read_buffer_index=0, storage_scope="global.npu.l0a")
+sch.compute_at(block=b17, loop=l8)
+b18 = sch.cache_read(block=b0, read_buffer_index=1, storage_scope="global.npu.l0b")
+sch.compute_at(block=b18, loop=l8)
+b19 = sch.decompose_reduction(block=b0, loop=l8)
+sch.tensorize(block_or_loop=l11, tensor_intrin="davinci-like.cube.mma_f16_f32")
+l20 = sch.get_loops(block=b19)
+sch.tensorize(block_or_loop=l20[-2], tensor_intrin="davinci-like.cube.fill_f32")
+"""
+
+
+@pytest.fixture
+def relu():
+    return ops.unary("relu", "relu", 1024, 256)
+
+
+def faults(text, wl, spec):
+    applied = apply_program(text, wl.module())
+    assert applied.ok, applied.error.render()
+    return verify(applied.module, spec)
+
+
+def test_parse_and_render_keep_the_program(relu):
+    text = ROWS.format(scope="global.npu.ub")
+    script = parse_script(text)
+    again = script.render()
+    assert again.startswith("# plan: a comment the rewrites keep\n")
+    a, b = apply_program(text, relu.module()), apply_program(again, relu.module())
+    assert tvm_ffi.structural_equal(a.module, b.module)
+    assert parse_script("import os\n") is None and parse_script("sch.split(loop=l1, oops=3)\n") is None
+
+
+def test_rescope_moves_vector_work_out_of_a_scope_the_unit_cannot_use(relu, davinci):
+    text = ROWS.format(scope="global.npu.l1")
+    before = [f for f in faults(text, relu, davinci) if f.code == "UNIT_SCOPE"]
+    assert before
+    options = explore_fault(before[0].to_dict(), api_view(davinci))
+    assert options[0] == ("rescope", {"scope": "global.npu.l1", "to": "global.npu.ub"})  # the vector unit's scope
+    fixed = apply_rewrite(text, *options[0], Env(relu, api_view(davinci)))
+    assert fixed is not None and faults(fixed, relu, davinci) == []
+
+
+def test_feed_stages_matrix_operands_through_another_scope(davinci):
+    register_intrinsics(davinci)
+    wl = find_workload("matmul_f16")
+    env = Env(wl, api_view(davinci))
+    before = faults(GEMM, wl, davinci)
+    assert [(f.code, f.get("dst")) for f in before] == [("ILLEGAL_PATH", "global.npu.l0a"),
+                                                        ("ILLEGAL_PATH", "global.npu.l0b")]
+    options = explore_fault(before[0].to_dict(), api_view(davinci))
+    assert options[0] == ("feed", {"dst": "global.npu.l0a", "via": "global.npu.l1"})  # not an operand scope
+    once = apply_rewrite(GEMM, *options[0], env)
+    assert [f.get("dst") for f in faults(once, wl, davinci)] == ["global.npu.l0b"]
+    # the same knowledge, bound to the next fault's fields, fixes the other operand
+    params = bind("feed", options[0][1], faults(once, wl, davinci)[0].to_dict())
+    assert params == {"dst": "global.npu.l0b", "via": "global.npu.l1"}
+    assert faults(apply_rewrite(once, "feed", params, env), wl, davinci) == []
+
+
+def test_fit_tiles_shrinks_what_lives_in_the_overflowing_scope(davinci):
+    wl = ops.unary("relu", "relu", 4096, 4096)
+    text = ROWS.format(scope="global.npu.ub").replace("[None, 64]", "[None, 32]")
+    before = faults(text, wl, davinci)
+    assert before[0].code == "SCOPE_OVERFLOW"
+    capacity = before[0].get("capacity")
+    fixed = apply_rewrite(text, *explore_fault(before[0].to_dict(), api_view(davinci))[0], Env(wl, api_view(davinci)))
+    assert fixed is not None and "SCOPE_OVERFLOW" not in {f.code for f in faults(fixed, wl, davinci)}
+    peak = scope_peaks(read_program(apply_program(fixed, wl.module()).module))["global.npu.ub"]
+    assert peak <= capacity
+    # nothing to do when it already fits
+    assert apply_rewrite(fixed, "fit_tiles", {"scope": "global.npu.ub", "capacity": capacity},
+                         Env(wl, api_view(davinci))) is None
+
+
+def test_performance_rewrites(relu, davinci):
+    env = Env(relu, api_view(davinci))
+    text = ROWS.format(scope="global.npu.ub")
+    options = explore_bottleneck(text, api_view(davinci))
+    assert ("double_buffer", {"scope": "global.npu.ub"}) in options and ("vectorize", {"width": 64}) in options
+    doubled = apply_rewrite(text, "double_buffer", {"scope": "global.npu.ub"}, env)
+    assert 'ann_key="double_buffer_scope"' in doubled
+    assert apply_rewrite(doubled, "double_buffer", {"scope": "global.npu.ub"}, env) is None  # already
+    vectorized = apply_rewrite(text, "vectorize", {"width": 64}, env)
+    assert "T.vectorized(64)" in apply_program(vectorized, relu.module()).module.script()
+    assert faults(vectorized, relu, davinci) == []
+    bigger = apply_rewrite(text, "retile", {"factor": 2}, env)
+    assert "factors=[None, 128]" in bigger
+
+
+@pytest.mark.parametrize("bad", [
+    ("nope", {}), ("feed", {"dst": "global.npu.l0a"}), ("feed", {"dst": 1, "via": []}),
+    ("rescope", {"scope": "global.npu.ub", "to": "global.npu.ub"}),
+])
+def test_rewrites_that_do_not_fit_are_none(relu, davinci, bad):
+    assert apply_rewrite(ROWS.format(scope="global.npu.ub"), *bad, Env(relu, api_view(davinci))) is None
+
+
+def test_hostile_text_is_never_a_rewrite(relu, davinci):
+    env = Env(relu, api_view(davinci))
+    assert apply_rewrite("__import__('os').system('id')\n", "retile", {"factor": 2}, env) is None
+    assert parse_call('feed(dst="a", via="b")') == ("feed", {"dst": "a", "via": "b"})
+    for line in ['feed(dst=__import__("os"), via="b")', 'feed(**x)', 'feed("a", "b")', 'system(cmd="id")',
+                 'feed(dst="a")', 'feed(dst="a", via="b") or 1', 'fit_tiles(scope="a", capacity=True)',
+                 'feed(dst="a", via="b"' + ")" * 5000]:
+        assert parse_call(line) is None, line
