@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--seed", type=int, default=0)
     u.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT ('-' for stdout)")
     _add_host_flags(u)
+    u.add_argument("--kb", metavar="PATH", help="knowledge store: retrieved into prompts, applied as repairs, and "
+                                                "learned into (created if absent; without --kb no knowledge)")
+    u.add_argument("--kb-readonly", action="store_true", help="use the store's knowledge without learning")
+    _add_ablation_flag(u)
     u.add_argument("-q", "--quiet", action="store_true", help="no per-iteration progress on stderr")
     _add_llm_flags(u)
     u.set_defaults(func=cmd_tune)
@@ -89,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--seeds", default="0", metavar="K[,K...]|N-M", help="seeds, e.g. 0,1,2 or 0-2 (default 0)")
     b.add_argument("--llm", default="offline", metavar="offline|openai|replay:FILE", help="as for hawk tune")
     _add_host_flags(b)
+    b.add_argument("--knowledge", choices=["off", "cold", "warm"], default="off",
+                   help="the loop without knowledge (default); cold: each seed learns from an empty store "
+                        "across the suite in order; warm: the store --kb from an earlier run")
+    b.add_argument("--kb", metavar="PATH", help="knowledge store (cold: written, one per seed; warm: read)")
+    b.add_argument("--kb-learn", action="store_true", help="warm: keep learning into --kb")
+    _add_ablation_flag(b)
     b.add_argument("--json", metavar="OUT", help="write the result as JSON to OUT")
     b.add_argument("--report", metavar="DIR", help="write report.md and PNG plots into DIR")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -109,6 +119,28 @@ def _add_host_flags(parser) -> None:
     parser.add_argument("--trials", type=int, default=5, help="seeded input sets per host execution (default 5)")
     parser.add_argument("--exec-timeout", type=float, default=60.0, metavar="S",
                         help="seconds for build + run of one kernel on the host (default 60)")
+
+
+def _add_ablation_flag(parser) -> None:
+    parser.add_argument("--kb-ablation", default="none",
+                        choices=["none", "free-text", "syntactic", "semantic", "no-bottleneck"],
+                        help="take one part of knowledge away: executables (free-text), an axis of retrieval, "
+                             "or the bottleneck weighting")
+
+
+def _open_knowledge(path: str, *, readonly: bool, ablation: str, cold: bool = False):
+    """(Knowledge, store) for a store file; UsageError for a store that cannot be used."""
+    from .knowledge import KnowledgeStore, StoreError
+    from .knowledge.base import Knowledge, ablation_options
+
+    try:
+        store = KnowledgeStore(path, readonly=readonly)
+    except StoreError as err:
+        raise UsageError(str(err)) from None
+    if cold and len(store):
+        store.close()
+        raise UsageError(f"{path}: a cold run starts from an empty store; this one holds triples")
+    return Knowledge(store, options=ablation_options(ablation, learn=not readonly)), store
 
 
 def _add_llm_flags(parser) -> None:
@@ -442,6 +474,10 @@ def cmd_tune(args) -> int:
     else:
         raise UsageError("give --workload NAME or --suite NAME")
     proposer, client = _make_proposer(args)
+    if args.kb_readonly and not args.kb:
+        raise UsageError("--kb-readonly needs --kb")
+    knowledge, store = _open_knowledge(args.kb, readonly=args.kb_readonly, ablation=args.kb_ablation) \
+        if args.kb else (None, None)
 
     entries = []
     worker = HostWorker()
@@ -452,14 +488,19 @@ def cmd_tune(args) -> int:
             ref = reference_entry(wl, spec, worker=worker)
             result = tune(wl, spec, proposer, budget=args.budget, seed=args.seed, worker=worker,
                           on_candidate=progress, trials=args.trials, timeout=args.exec_timeout,
-                          reference_cycles=ref["cycles"])
+                          reference_cycles=ref["cycles"], knowledge=knowledge)
             entry = _tune_entry(result, wl, spec, ref)
             entries.append(entry)
             _print_tune_entry(entry, out=sys.stderr if args.json == "-" else sys.stdout)
     finally:
         worker.close()
+        if store is not None:
+            store.close()
 
     summary = _tune_summary(entries)
+    if knowledge is not None:
+        summary["knowledge"] = {"store": args.kb, "run": knowledge.run, "learned": len(knowledge.learned),
+                                "retrievals": knowledge.retrievals}
     usage = getattr(client, "usage", None)
     if usage is not None:
         from dataclasses import asdict
@@ -507,9 +548,18 @@ def cmd_bench(args) -> int:
     command = "hawk " + " ".join(shlex.quote(a) for a in (args.argv or []))
     prov = provenance(command, suite=str(args.suite), target=spec.name, llm=args.llm, budget=args.budget,
                       seeds=seeds, trials=args.trials)
-    result = run_bench(workloads, spec, make_proposer=make_proposer if "loop" in baselines else None,
-                       baselines=baselines, budget=args.budget, seeds=seeds, trials=args.trials,
-                       exec_timeout=args.exec_timeout, provenance=prov, progress=not args.quiet)
+    knowledge = _bench_knowledge(args, seeds)
+    if knowledge:
+        prov["knowledge"] = {"mode": args.knowledge, "ablation": args.kb_ablation,
+                             "stores": {str(s): str(k.store.path) for s, k in knowledge.items()}}
+    try:
+        result = run_bench(workloads, spec, make_proposer=make_proposer if "loop" in baselines else None,
+                           baselines=baselines, budget=args.budget, seeds=seeds, trials=args.trials,
+                           exec_timeout=args.exec_timeout, provenance=prov, progress=not args.quiet,
+                           knowledge=knowledge)
+    finally:
+        for k in knowledge.values():
+            k.store.close()
     usage = getattr(client, "usage", None)
     if usage is not None:
         from dataclasses import asdict
@@ -532,6 +582,34 @@ def cmd_bench(args) -> int:
         print(f"interrupted: {len(result['workloads'])} of {len(workloads)} workloads finished", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def _bench_knowledge(args, seeds: list[int]) -> dict:
+    """seed -> Knowledge: cold, one empty store per seed (``--kb`` itself for one seed, else
+    ``STEM-seedK.SUFFIX``); warm, the store ``--kb`` for every seed (read-only unless --kb-learn)."""
+    if args.knowledge == "off":
+        if args.kb or args.kb_learn or args.kb_ablation != "none":
+            raise UsageError("--kb, --kb-learn and --kb-ablation need --knowledge cold or warm")
+        return {}
+    if not args.kb:
+        raise UsageError(f"--knowledge {args.knowledge} needs --kb PATH")
+    out = {}
+    try:
+        for seed in seeds:
+            if args.knowledge == "cold":
+                path = Path(args.kb)
+                if len(seeds) > 1:
+                    path = path.with_name(f"{path.stem}-seed{seed}{path.suffix}")
+                out[seed] = _open_knowledge(str(path), readonly=False, ablation=args.kb_ablation, cold=True)[0]
+            else:
+                if not Path(args.kb).exists():
+                    raise UsageError(f"{args.kb}: no such knowledge store")
+                out[seed] = _open_knowledge(args.kb, readonly=not args.kb_learn, ablation=args.kb_ablation)[0]
+    except UsageError:
+        for k in out.values():
+            k.store.close()
+        raise
+    return out
 
 
 def _parse_seeds(text: str) -> list[int]:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..ir.workload import Workload
@@ -73,12 +73,15 @@ def roofline_cycles(workload: Workload, spec: HardwareSpec) -> int | None:
         return None
 
 
-def loop_entry(result) -> dict:
+def loop_entry(result, knowledge=None) -> dict:
     """One seed of the generation loop (a ``TuneResult``) in the bench schema."""
     best = result.best
     legal = sum(c.legal for c in result.candidates)
     # legal: the loop produced a kernel the NPU accepts; correct: one that also computes the right thing
-    return {"legal": legal > 0, "correct": best is not None,
+    extra = {}
+    if knowledge is not None:
+        extra["knowledge"] = knowledge_entry(result, knowledge)
+    return {**extra, "legal": legal > 0, "correct": best is not None,
             "cycles": best.cycles if best else None, "iterations": result.iterations,
             "llm_calls": result.llm_calls, "pass_at_1": result.pass_at_1,
             "legal_candidates": legal,
@@ -86,11 +89,30 @@ def loop_entry(result) -> dict:
             "best_program": best.text if best else None, "flagged": result.flagged_entries()}
 
 
+def knowledge_entry(result, knowledge) -> dict:
+    """What knowledge did in one loop run: repairs by origin and how many worked, the first
+    solution, what the store holds after it."""
+    repairs = [c for c in result.candidates if c.origin != "proposer"]
+    by = {}
+    for c in repairs:
+        d = by.setdefault(c.origin, {"tried": 0, "results": 0})
+        d["tried"] += 1
+        d["results"] += c.is_result
+    return {"repairs": by, "best_origin": result.best.origin if result.best else None,
+            "solved_by_iteration": [int(any(c.is_result for c in result.candidates[: i + 1]))
+                                    for i in range(len(result.candidates))],
+            "store_triples": len(knowledge.triples()), "learned_so_far": len(knowledge.learned),
+            "retrievals": knowledge.retrievals}
+
+
 def run_bench(workloads: list[Workload], spec: HardwareSpec, *, make_proposer: Callable | None = None,
               baselines=BASELINES, budget: int = 30, seeds=(0,), trials: int = DEFAULT_TRIALS,
               exec_timeout: float = DEFAULT_TIMEOUT_S, provenance: dict | None = None,
-              progress: bool = True) -> dict:
+              progress: bool = True, knowledge: dict | None = None) -> dict:
     """Run the chosen baselines; ``make_proposer()`` gives a fresh proposer per (workload, seed).
+
+    ``knowledge`` maps a seed to the ``hawk.knowledge.Knowledge`` its loop runs use (in
+    suite order, so a cold store learns across the suite); without it the loop has none.
 
     Interrupted (Ctrl-C), it returns the workloads finished so far with ``interrupted`` set."""
     from tqdm import tqdm
@@ -130,9 +152,11 @@ def run_bench(workloads: list[Workload], spec: HardwareSpec, *, make_proposer: C
                     bar.update()
                 if "loop" in baselines:
                     bar.set_postfix_str(f"{wl.name}: loop, seed {seed}")
+                    kb = (knowledge or {}).get(seed)
                     result = tune(wl, spec, make_proposer(), budget=budget, seed=seed, worker=worker,
-                                  trials=trials, timeout=exec_timeout, reference_cycles=reference_cycles)
-                    runs["loop"] = loop_entry(result)
+                                  trials=trials, timeout=exec_timeout, reference_cycles=reference_cycles,
+                                  knowledge=kb)
+                    runs["loop"] = loop_entry(result, knowledge=kb)
                     bar.update()
                 entry["seeds"].append(runs)
             _aggregate(entry)
@@ -204,7 +228,7 @@ def provenance(command: str, *, suite: str, target: str, llm: str, budget: int, 
     commit, dirty = _git_state()
     return {"command": command, "suite": suite, "target": target, "llm": llm, "budget": budget,
             "seeds": list(seeds), "trials": trials, "commit": commit, "dirty": dirty,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()}, {_cores()} cores, Python {platform.python_version()}",
             "hawk_version": __version__, "tvm_version": tvm.__version__}
 

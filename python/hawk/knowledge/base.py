@@ -285,3 +285,24 @@ def _diff(before: str, after: str) -> str:
     lines = [ln for ln in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
              if not ln.startswith(("---", "+++", "@@"))]
     return "\n".join(lines[:40])
+
+
+ABLATIONS = ("none", "free-text", "syntactic", "semantic", "no-bottleneck")
+
+
+def ablation_options(ablation: str = "none", *, learn: bool = True) -> KnowledgeOptions:
+    """Knowledge as Hawk uses it, or with one part taken away (the ablations).
+
+    ``free-text``: prompts carry the rationale only and no executable is applied as a repair
+    (exploration still runs and still learns); ``syntactic``/``semantic``: retrieval on one
+    axis; ``no-bottleneck``: the bottleneck pipe does not weigh the query."""
+    from .retrieval import SEMANTIC, SYNTACTIC
+
+    if ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
+    retrieval = RetrievalConfig(
+        axes=(SYNTACTIC,) if ablation == "syntactic" else (SEMANTIC,) if ablation == "semantic"
+        else (SYNTACTIC, SEMANTIC),
+        bottleneck_weighting=ablation != "no-bottleneck")
+    free = ablation == "free-text"
+    return KnowledgeOptions(learn=learn, repair=not free, executable=not free, retrieval=retrieval)
