@@ -141,3 +141,46 @@ def test_hostile_text_is_never_a_rewrite(relu, davinci):
                  'feed(dst="a")', 'feed(dst="a", via="b") or 1', 'fit_tiles(scope="a", capacity=True)',
                  'feed(dst="a", via="b"' + ")" * 5000]:
         assert parse_call(line) is None, line
+
+
+ROWSUM = """\
+v0 = sch.get_sblock(name="S")
+v1, v2 = sch.get_loops(block=v0)
+v3, v4 = sch.split(loop=v1, factors=[None, 8])
+v7 = sch.cache_write(block=v0, write_buffer_index=0, storage_scope="global.npu.ub")
+sch.reverse_compute_at(block=v7, loop=v3)
+v8 = sch.cache_read(block=v0, read_buffer_index=0, storage_scope="global.npu.ub")
+sch.compute_at(block=v8, loop=v3)
+"""
+
+
+@pytest.mark.parametrize("name, program", [("rowsum_f32", ROWSUM), ("softmax_f32", None)])
+def test_lane_reduce_puts_row_reductions_on_the_reduce_intrinsic(davinci, name, program):
+    from hawk.propose.offline import OfflineProposer
+    from hawk.propose.prompt import Task
+    from hawk.runtime import execute
+    from hawk.runtime.timing import time_kernel
+
+    register_intrinsics(davinci)
+    wl = find_workload(name)
+    if program is None:  # as the offline proposer stages it
+        program = next(t for t in (OfflineProposer().propose(Task.for_target(wl, davinci), seed=s, iteration=0).text
+                                   for s in range(20)) if not faults(t, wl, davinci))
+    env = Env(wl, api_view(davinci))
+    fast = apply_rewrite(program, "lane_reduce", {}, env)
+    assert fast is not None and "vector.reduce_" in fast and "rfactor" in fast
+    before, after = env.module(program), env.module(fast)
+    assert verify(after, davinci) == []
+    assert execute(after, wl, trials=2).correct
+    assert time_kernel(after, davinci, wl).cycles * 5 < time_kernel(before, davinci, wl).cycles
+    assert apply_rewrite(fast, "lane_reduce", {}, env) is None  # nothing left to reduce that way
+
+
+def test_retile_leaves_the_instruction_tiles_alone(davinci):
+    register_intrinsics(davinci)
+    wl = find_workload("matmul_f16")
+    env = Env(wl, api_view(davinci))
+    staged = apply_rewrite(apply_rewrite(GEMM, "feed", {"dst": "global.npu.l0a", "via": "global.npu.l1"}, env),
+                           "feed", {"dst": "global.npu.l0b", "via": "global.npu.l1"}, env)
+    bigger = apply_rewrite(staged, "retile", {"factor": 2}, env)
+    assert bigger.count("factors=[None, 128]") == 3 and bigger.count("factors=[None, 16]") == 3

@@ -44,7 +44,7 @@ from .triple import (
 
 MAX_DEPTH = 4  # a repair of a repair of ...: one fault after another on the way to a legal kernel
 MAX_FROM_KNOWLEDGE = 2
-MAX_EXPLORE = 3
+MAX_EXPLORE = 3  # rewrites per fault or bottleneck
 IDENTITY_FIELDS = ("scope", "src", "dst", "unit")
 
 
@@ -181,7 +181,11 @@ class Knowledge:
                 cycles_after=cycles_after if repair.fault is None else None,
                 new_faults=tuple(result.faults), detail=result.message[:500]))
             self._triples = None
-            return None
+            source = self.store.get(repair.triple_id)
+            if source is None or not fixed or source.executable.params == repair.params:
+                return None
+            # it worked bound to new fields (another scope, another capacity): that is a fact
+            # of its own, worth stating in prompts as such
         if not fixed or not self.options.learn:
             return None
         triple = synthesize(repair, result, run=self.run, workload=workload, target=target, proposer=proposer)
@@ -243,7 +247,7 @@ def synthesize(repair: Repair, result, *, run: str, workload, target: str, propo
         check = FASTER
     executable = Executable(repair.rewrite, dict(repair.params), check, _diff(before.text or "", repair.text))
     provenance = Provenance(run=run, workload=workload.name, target=target, iteration=result.iteration,
-                            source="explore", proposer=proposer, before=before.text or "", after=repair.text,
+                            source=repair.origin, proposer=proposer, before=before.text or "", after=repair.text,
                             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     triple = Triple.new(context, semantics, executable, provenance)
     cycles = {}

@@ -50,8 +50,8 @@ def explore_fault(fault: dict, view) -> list[tuple[str, dict]]:
 
 
 def explore_bottleneck(program: str, view) -> list[tuple[str, dict]]:
-    """Rewrites that may make a correct kernel faster: overlap its copies, vectorise what is
-    scalar, move more data per transfer."""
+    """Rewrites that may make a correct kernel faster: reduce rows with the vector unit's
+    reduce intrinsics, overlap copies, vectorise what is scalar, move more data per transfer."""
     script = parse_script(program)
     if script is None:
         return []
@@ -60,7 +60,8 @@ def explore_bottleneck(program: str, view) -> list[tuple[str, dict]]:
         scope = ln.kw.get("storage_scope")
         if ln.prim == "cache_read" and isinstance(scope, str) and scope not in staged:
             staged.append(scope)
-    out = [("double_buffer", {"scope": s}) for s in staged]
+    out = [("lane_reduce", {})]  # a reduce intrinsic, where the api view has one for a row reduction
+    out += [("double_buffer", {"scope": s}) for s in staged]
     out += [("vectorize", {"width": w}) for w in VECTOR_WIDTHS]
     out += [("retile", {"factor": 2})]
     return out

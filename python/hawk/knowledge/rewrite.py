@@ -81,9 +81,10 @@ class Script:
         return {t for ln in self.lines for t in ln.targets}
 
     def fresh(self) -> str:
+        """A name prefix no line uses (``k3``; callers may add suffixes to it)."""
         used = self.names()
         n = 0
-        while f"k{n}" in used:
+        while any(u == f"k{n}" or u.startswith(f"k{n}_") for u in used):
             n += 1
         return f"k{n}"
 
@@ -338,10 +339,20 @@ def rescope(script: Script, p: dict, env: Env) -> Script | None:
 
 
 def _tile_factors(script: Script) -> list[tuple[int, int]]:
-    """(line, position) of every constant inner factor > 1 of a split."""
+    """(line, position) of every constant inner factor > 1 of a split, except splits that cut
+    an instruction's tile (their inner loop is tensorized: its extent is the intrinsic's)."""
+    instr_loops = {ln.ref("block_or_loop") for ln in script.lines if ln.prim == "tensorize"}
+    for ln in script.lines:  # loops a reorder puts inside a tensorized loop are the instruction's too
+        order = [v.text for v in ln.kw.get("ordered_loops", ()) if isinstance(v, Src)] if ln.prim == "reorder" else []
+        for k, var in enumerate(order):
+            if var in instr_loops:
+                instr_loops.update(order[k:])
+                break
     out = []
     for i, ln in enumerate(script.lines):
         factors = ln.kw.get("factors") if ln.prim == "split" else None
+        if ln.targets and ln.targets[-1] in instr_loops:
+            continue
         if isinstance(factors, list):
             for j, f in enumerate(factors):
                 if isinstance(f, int) and not isinstance(f, bool) and f > 1 and j > 0:
@@ -482,3 +493,152 @@ def _innermost_spatial_extent(mod, name, tirx) -> int | None:
         return None
     loops = sch.get_loops(block)
     return int(sch.get(loops[-1]).extent) if loops else None
+
+
+# --- reductions on the vector unit ------------------------------------------------------------
+
+_MOVES = frozenset(("get_sblock", "get_loops", "split", "reorder", "fuse", "sample_perfect_tile"))
+
+
+@rewrite()
+def lane_reduce(script: Script, p: dict, env: Env) -> Script | None:
+    """Every row reduction the api view has a reduce intrinsic for (by name and signature:
+    ``<target>.<unit>.reduce_<op>_<dtype>``, A: dtype[lanes]) becomes lane partials on the
+    vector unit and one reduce instruction per row: split the reduced loop by the lanes,
+    rfactor, keep the partials in the intrinsic's scope beside the rows they belong to,
+    vectorise them, and tensorize the cross-lane fold."""
+    changed = False
+    for red in _reductions(env):
+        intrin = _reduce_intrinsic(env.view, red["op"], red["dtype"])
+        if intrin is None:
+            continue
+        name_i, lanes, scope = intrin
+        if red["extent"] % lanes or red["extent"] == lanes:
+            continue
+        trial = Script(list(script.header), [Line(list(ln.targets), ln.prim, dict(ln.kw)) for ln in script.lines])
+        if _lane_reduce_one(trial, red, name_i, lanes, scope, env):
+            script.lines = trial.lines
+            changed = True
+    return script if changed else None
+
+
+def _reductions(env: Env) -> list[dict]:
+    from tvm import s_tir, tirx
+
+    sch = s_tir.Schedule(env.workload.module())
+    out = []
+    for rv in sch.get_child_blocks(sch.get_sblock("root")):
+        blk = sch.get(rv)
+        value = getattr(blk.body, "value", None)
+        op = {tirx.Add: "sum", tirx.Max: "max"}.get(type(value))
+        if op is None or blk.init is None or not blk.iter_vars or int(blk.iter_vars[-1].iter_type) != 2:
+            continue
+        loops = sch.get_loops(rv)
+        out.append({"name": blk.name_hint, "op": op, "dtype": str(blk.writes[0].source.dtype),
+                    "extent": int(sch.get(loops[-1]).extent), "ndim": len(blk.writes[0].source.shape)})
+    return out
+
+
+def _reduce_intrinsic(view, op: str, dtype: str) -> tuple[str, int, str] | None:
+    for name in view.intrinsics:
+        if f".reduce_{op}_" not in name:
+            continue
+        ops = view.operands(name)
+        a, c = ops.get("A"), ops.get("C")
+        if a and c and a[0] == dtype and len(a[1]) == 1 and c[1] == (1,) and a[2] == c[2]:
+            return name, a[1][0], a[2]
+    return None
+
+
+def _lane_reduce_one(script: Script, red: dict, intrin: str, lanes: int, scope: str, env: Env) -> bool:
+    lines = script.lines
+    var = next((ln.targets[0] for ln in lines if ln.prim == "get_sblock" and ln.kw.get("name") == red["name"]
+                and ln.targets), None)
+    if var is None:
+        return False
+    start = next(i for i, ln in enumerate(lines) if var in ln.targets)
+    at = next((i for i in range(start + 1, len(lines)) if lines[i].prim not in _MOVES), len(lines))
+    loops, ko, ki, rf = (script.fresh() + s for s in ("_l", "_o", "_i", "_rf"))
+    lines[at:at] = [
+        Line([loops], "get_loops", {"block": Src(var)}),
+        Line([ko, ki], "split", {"loop": Src(f"{loops}[-1]"), "factors": [None, lanes]}),
+        Line([rf], "rfactor", {"loop": Src(ki), "factor_axis": red["ndim"]}),
+        Line([], "set_scope", {"block": Src(rf), "buffer_index": 0, "storage_scope": scope}),
+    ]
+    defined = {t for ln in lines[: at + 4] for t in ln.targets}
+    anchored = False
+    for i in range(at + 4, len(lines)):
+        ln = lines[i]
+        if ln.prim == "cache_read" and ln.ref("block") == var:  # the inputs are the partials' now
+            ln.kw["block"] = Src(rf)
+        if ln.prim == "compute_at" and ln.ref("block") == var and not anchored:
+            lines.insert(i + 1, Line([], "compute_at", {**ln.kw, "block": Src(rf)}))
+            anchored = True
+    if not anchored:  # an output reduction: its partials go under the loop its result is written back in
+        writes = {ln.targets[0] for ln in lines if ln.prim == "cache_write" and ln.ref("block") == var and ln.targets}
+        home = next((ln.ref("loop") for ln in lines if ln.prim == "reverse_compute_at" and ln.ref("block") in writes),
+                    None)
+        if home is None or home not in defined:
+            return False
+        lines.insert(at + 4, Line([], "compute_at", {"block": Src(rf), "loop": Src(home)}))
+    tail = _fold_lines(script, red["name"], var, intrin, lanes, env)
+    if tail is None:
+        return False
+    lines.extend(tail)
+    return env.module(script.render()) is not None
+
+
+def _fold_lines(script: Script, name: str, var: str, intrin: str, lanes: int, env: Env) -> list[Line] | None:
+    """Vectorise the partials (lanes innermost, init split off) and tensorize the fold, with
+    loop positions read off the program as it stands."""
+    from tvm import s_tir
+
+    mod = env.module(script.render())
+    if mod is None:
+        return None
+    sch = s_tir.Schedule(mod)
+    try:
+        rf_pos = _loop_roles(sch, sch.get_sblock(f"{name}_rf"))
+        fold_pos = _loop_roles(sch, sch.get_sblock(name))
+    except Exception:  # noqa: BLE001 - TVM raises builtin kinds; no such block: this does not fit
+        return None
+    if rf_pos is None or fold_pos is None:
+        return None
+    (rf_red, rf_lane, n_rf), (fold_red, _, n_fold) = rf_pos, fold_pos
+    if rf_red is None or rf_lane is None or fold_red is None:
+        return None
+    b, l1, l2 = (script.fresh() + s for s in ("_b", "_rl", "_fl"))
+    out = [Line([b], "get_sblock", {"name": f"{name}_rf"}), Line([l1], "get_loops", {"block": Src(b)})]
+    if rf_lane != n_rf - 1 or rf_red > rf_lane:
+        # loop handles name loops, not positions: after the reorder they still name the same loops
+        out.append(Line([], "reorder", {"ordered_loops": (Src(f"{l1}[{rf_red}]"), Src(f"{l1}[{rf_lane}]"))}))
+    out += [Line([], "vectorize", {"loop": Src(f"{l1}[{rf_lane}]")}),
+            Line([script.fresh() + "_ri"], "decompose_reduction", {"block": Src(b), "loop": Src(f"{l1}[{rf_red}]")}),
+            Line([l2], "get_loops", {"block": Src(var)})]
+    if fold_red != n_fold - 1:
+        out.append(Line([], "reorder", {"ordered_loops": (Src(f"{l2}[{n_fold - 1}]"), Src(f"{l2}[{fold_red}]"))}))
+    out += [Line([script.fresh() + "_fi"], "decompose_reduction", {"block": Src(var), "loop": Src(f"{l2}[{fold_red}]")}),
+            Line([], "tensorize", {"block_or_loop": Src(f"{l2}[{fold_red}]"), "tensor_intrin": intrin})]
+    return out
+
+
+def _loop_roles(sch, block) -> tuple[int | None, int | None, int] | None:
+    """(index of the loop bound to the reduction, of the loop bound to the written buffer's
+    last index, number of loops) for a block; None when it is not directly under its loops."""
+    from tvm import s_tir
+
+    loops = sch.get_loops(block)
+    realize = sch.get(loops[-1]).body if loops else None
+    if not isinstance(realize, s_tir.SBlockRealize):
+        return None
+    index = {sch.get(lp).loop_var: i for i, lp in enumerate(loops)}
+    blk = sch.get(block)
+    red = lane = None
+    write = blk.writes[0].region[-1].min if blk.writes and len(blk.writes[0].region) else None
+    for iv, value in zip(blk.iter_vars, realize.iter_values):
+        pos = next((i for v, i in index.items() if value.same_as(v)), None)
+        if int(iv.iter_type) == 2:
+            red = pos
+        elif write is not None and iv.var.same_as(write):
+            lane = pos
+    return red, lane, len(loops)

@@ -87,20 +87,36 @@ _PLAN = re.compile(r"^# plan: (.*)$", re.MULTILINE)
 _FIX = re.compile(r"^\s*fix: (.*)$", re.MULTILINE)
 
 
+_WHEN = re.compile(r"\] when (bottleneck )?(\S+)")
+
+
 def _follow_knowledge(text: str, task: Task) -> str:
     """Apply the fixes the prompt's knowledge spells out (its ``fix:`` lines), in the order
-    the prompt lists them; a fix that does not fit the draft is passed over. This reads the
-    knowledge exactly as rendered into the prompt, nothing else."""
+    the prompt lists them, where their "when" fits: a fix for a fault applies when the device
+    reported that fault or when the fix names a scope the draft uses (prevention); a fix for a
+    bottleneck applies when the last kernel was correct and bound by that pipe. A fix that does
+    not fit the draft is passed over. This reads the knowledge exactly as rendered into the
+    prompt, nothing else."""
     from ..knowledge.rewrite import Env, apply_rewrite, parse_call
 
+    fb = task.feedback
+    reported = " ".join(fb.device_log) if fb is not None else ""
+    bound_by = fb.bottleneck if fb is not None and fb.cycles is not None else ""
     env = None
     for item in task.knowledge:
+        when = _WHEN.search(item)
         for line in _FIX.findall(item):
             call = parse_call(line)
-            if call is None:
+            if call is None or when is None:
                 continue
-            env = env or Env(task.workload, task.view)
-            text = apply_rewrite(text, *call, env) or text
+            if when.group(1):
+                fits = when.group(2) == bound_by
+            else:
+                fits = when.group(2) in reported or any(
+                    isinstance(v, str) and f'"{v}"' in text for v in call[1].values())
+            if fits:
+                env = env or Env(task.workload, task.view)
+                text = apply_rewrite(text, *call, env) or text
     return text
 
 
