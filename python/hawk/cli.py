@@ -128,7 +128,7 @@ def _add_ablation_flag(parser) -> None:
                              "or the bottleneck weighting")
 
 
-def _open_knowledge(path: str, *, readonly: bool, ablation: str, cold: bool = False):
+def _open_knowledge(path: str, *, readonly: bool, ablation: str, cold: bool = False, writer=None):
     """(Knowledge, store) for a store file; UsageError for a store that cannot be used."""
     from .knowledge import KnowledgeStore, StoreError
     from .knowledge.base import Knowledge, ablation_options
@@ -140,7 +140,7 @@ def _open_knowledge(path: str, *, readonly: bool, ablation: str, cold: bool = Fa
     if cold and len(store):
         store.close()
         raise UsageError(f"{path}: a cold run starts from an empty store; this one holds triples")
-    return Knowledge(store, options=ablation_options(ablation, learn=not readonly)), store
+    return Knowledge(store, options=ablation_options(ablation, learn=not readonly), writer=writer), store
 
 
 def _add_llm_flags(parser) -> None:
@@ -476,8 +476,9 @@ def cmd_tune(args) -> int:
     proposer, client = _make_proposer(args)
     if args.kb_readonly and not args.kb:
         raise UsageError("--kb-readonly needs --kb")
-    knowledge, store = _open_knowledge(args.kb, readonly=args.kb_readonly, ablation=args.kb_ablation) \
-        if args.kb else (None, None)
+    # with an endpoint, the LLM writes the semantics of what is learned
+    knowledge, store = _open_knowledge(args.kb, readonly=args.kb_readonly, ablation=args.kb_ablation,
+                                       writer=client) if args.kb else (None, None)
 
     entries = []
     worker = HostWorker()
@@ -548,7 +549,7 @@ def cmd_bench(args) -> int:
     command = "hawk " + " ".join(shlex.quote(a) for a in (args.argv or []))
     prov = provenance(command, suite=str(args.suite), target=spec.name, llm=args.llm, budget=args.budget,
                       seeds=seeds, trials=args.trials)
-    knowledge = _bench_knowledge(args, seeds)
+    knowledge = _bench_knowledge(args, seeds, writer=client)
     if knowledge:
         prov["knowledge"] = {"mode": args.knowledge, "ablation": args.kb_ablation,
                              "stores": {str(s): str(k.store.path) for s, k in knowledge.items()}}
@@ -584,7 +585,7 @@ def cmd_bench(args) -> int:
     return EXIT_OK
 
 
-def _bench_knowledge(args, seeds: list[int]) -> dict:
+def _bench_knowledge(args, seeds: list[int], writer=None) -> dict:
     """seed -> Knowledge: cold, one empty store per seed (``--kb`` itself for one seed, else
     ``STEM-seedK.SUFFIX``); warm, the store ``--kb`` for every seed (read-only unless --kb-learn)."""
     if args.knowledge == "off":
@@ -600,11 +601,13 @@ def _bench_knowledge(args, seeds: list[int]) -> dict:
                 path = Path(args.kb)
                 if len(seeds) > 1:
                     path = path.with_name(f"{path.stem}-seed{seed}{path.suffix}")
-                out[seed] = _open_knowledge(str(path), readonly=False, ablation=args.kb_ablation, cold=True)[0]
+                out[seed] = _open_knowledge(str(path), readonly=False, ablation=args.kb_ablation, cold=True,
+                                            writer=writer)[0]
             else:
                 if not Path(args.kb).exists():
                     raise UsageError(f"{args.kb}: no such knowledge store")
-                out[seed] = _open_knowledge(args.kb, readonly=not args.kb_learn, ablation=args.kb_ablation)[0]
+                out[seed] = _open_knowledge(args.kb, readonly=not args.kb_learn, ablation=args.kb_ablation,
+                                            writer=writer)[0]
     except UsageError:
         for k in out.values():
             k.store.close()

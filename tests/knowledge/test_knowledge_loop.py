@@ -139,3 +139,66 @@ def test_knowledge_and_exploration_never_read_hidden_spec_fields(tmp_path, davin
         tune(ops.unary("relu", "relu", 128, 256), davinci, OfflineProposer(), budget=6, worker=worker, knowledge=kb)
         assert len(store) > 0
     assert reads == []
+
+
+class Learner(Proposer):
+    """Faults first, then writes the fix itself (as an LLM that read the device log would)."""
+
+    name = "learner"
+
+    def propose(self, task, *, seed, iteration):
+        return Proposal(ON_L1 if iteration == 0 else ON_L1.replace("global.npu.l1", "global.npu.ub"))
+
+
+def test_a_proposers_own_fix_is_learned_when_a_rewrite_says_what_it_did(tmp_path, davinci, worker):
+    wl = ops.unary("relu", "relu", 64, 256)
+    off = KnowledgeOptions(explore=False, repair=False)
+    with KnowledgeStore(tmp_path / "kb.sqlite") as store:
+        result = tune(wl, davinci, Learner(), budget=2, worker=worker, knowledge=Knowledge(store, options=off))
+        assert result.candidates[1].is_result
+        (t,) = store.triples()
+        assert t.provenance.source == "proposer" and t.provenance.iteration == 1
+        assert t.executable.rewrite == "rescope" and t.executable.params["to"] == "global.npu.ub"
+
+
+class Writer:
+    def __init__(self, text, error=""):
+        self.text, self.error, self.asked = text, error, []
+
+    def complete(self, messages, seed=None):
+        from hawk.propose.llm import LLMReply
+
+        self.asked.append(messages)
+        return LLMReply(text=self.text, error=self.error)
+
+
+@pytest.mark.parametrize("answer, error, kept", [
+    ("The vector unit only reads the unified buffer; buffers it computes on must live in global.npu.ub.", "", True),
+    ("```python\nimport os\n```", "", False),
+    ("x" * 5000, "", False),
+    ("", "HTTP 500", False),
+])
+def test_an_llm_writes_the_semantics_of_what_worked(tmp_path, davinci, worker, answer, error, kept):
+    from hawk.knowledge.base import write_semantics
+
+    wl = ops.unary("relu", "relu", 64, 256)
+    with KnowledgeStore(tmp_path / "kb.sqlite") as store:
+        tune(wl, davinci, Stubborn(), budget=4, worker=worker, knowledge=Knowledge(store))
+        t = store.triples()[0]
+    writer = Writer(answer, error)
+    sem = write_semantics(writer, t)
+    assert writer.asked and t.executable.call() in writer.asked[0][1]["content"]
+    assert (sem.text == answer) is kept and (sem == t.semantics) is not kept
+    assert sem.observed == t.semantics.observed
+
+
+def test_no_knowledge_ships_with_the_package():
+    from pathlib import Path
+
+    import hawk
+
+    root = Path(hawk.__file__).parent
+    data = [p for p in root.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc", ".typed")
+            and "presets" not in p.parts and "suites" not in p.parts]
+    assert [p for p in data if p.suffix not in (".so", ".json") or "knowledge" in str(p)] == []
+    assert not list(root.rglob("*.sqlite*")) and not list(root.rglob("*knowledge*.json"))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..ir.features import kernel_features
 from ..ir.graph import kernel_fingerprint, program_tokens
@@ -79,10 +79,14 @@ class KnowledgeOptions:
 class Knowledge:
     """Knowledge as one tuning run uses it (``store`` is shared with other runs)."""
 
-    def __init__(self, store: KnowledgeStore, *, run: str | None = None, options: KnowledgeOptions | None = None):
+    def __init__(self, store: KnowledgeStore, *, run: str | None = None, options: KnowledgeOptions | None = None,
+                 writer=None):
+        """``writer`` (an ``hawk.propose.llm.LLMClient``) writes the semantics of new triples;
+        without one, or when it fails, they are written from the device's own numbers."""
         self.store = store
         self.run = run or uuid.uuid4().hex[:12]
         self.options = options or KnowledgeOptions()
+        self.writer = writer
         self.retrievals = 0
         self.learned: list[str] = []
         self._triples: list[Triple] | None = None
@@ -168,6 +172,23 @@ class Knowledge:
                 explored += add(rewrite, params, "explore")
         return out
 
+    def explain(self, before, after, workload, view) -> Repair | None:
+        """The rewrite that turns ``before`` (a faulting candidate) into the same kernel as
+        ``after`` (the proposer's next program, which no longer has the fault), if one does:
+        an author's fix, learned as knowledge in the rewrite language."""
+        from ..ir.safe_json import ir_key
+
+        records = getattr(before, "fault_records", ())
+        if not records or after.module is None or not before.text or before.kind != "program":
+            return None
+        env = Env(workload, view)
+        target = ir_key(after.module)
+        for rewrite, params in explore_fault(records[0], view):
+            text = apply_rewrite(before.text, rewrite, params, env)
+            if text is not None and ir_key(env.module(text)) == target:
+                return Repair(after.text, rewrite, params, "proposer", before, records[0], 1)
+        return None
+
     def observe(self, repair: Repair, result, *, workload, target: str, proposer: str) -> Triple | None:
         """Judge a repair by its result; log the evidence, learn a triple from a new fix."""
         fixed = worked(repair, result)
@@ -189,6 +210,8 @@ class Knowledge:
         if not fixed or not self.options.learn:
             return None
         triple = synthesize(repair, result, run=self.run, workload=workload, target=target, proposer=proposer)
+        if self.writer is not None:
+            triple = replace(triple, semantics=write_semantics(self.writer, triple))
         same = next((t for t in self.triples() if same_knowledge(t, triple)), None)
         if same is not None:  # found again: evidence for the triple we have
             self.store.record(Application(same.id, self.run, workload.name, target, result.iteration, applied=True,
@@ -310,3 +333,23 @@ def ablation_options(ablation: str = "none", *, learn: bool = True) -> Knowledge
         bottleneck_weighting=ablation != "no-bottleneck")
     free = ablation == "free-text"
     return KnowledgeOptions(learn=learn, repair=not free, executable=not free, retrieval=retrieval)
+
+
+SEMANTICS_PROMPT = """You explain NPU hardware behaviour to kernel programmers. In one or two sentences,
+state the hardware rule that this fix reveals, with the numbers the device reported. No code."""
+MAX_SEMANTICS = 600
+
+
+def write_semantics(writer, triple: Triple) -> Semantics:
+    """The rationale in an LLM's words, kept only if it is plain, short text; the template's
+    otherwise. It carries no authority: the triple is verified by having worked, not by this."""
+    c, e = triple.context, triple.executable
+    trigger = f"fault {c.code} ({' '.join(f'{k}={v}' for k, v in sorted(c.fields.items()))})" \
+        if c.trigger == FAULT else f"bottleneck pipe {c.pipe}"
+    user = (f"Trigger: {trigger}\nFix that worked: {e.call()}\nLines it changed:\n{e.example}\n"
+            f"Draft explanation: {triple.semantics.text}")
+    reply = writer.complete([{"role": "system", "content": SEMANTICS_PROMPT}, {"role": "user", "content": user}])
+    text = " ".join((reply.text or "").split()) if not reply.error else ""
+    if not text or len(text) > MAX_SEMANTICS or not text.isprintable() or "```" in text:
+        return triple.semantics
+    return Semantics(text, dict(triple.semantics.observed))

@@ -343,6 +343,10 @@ class _KnowledgeSession:
             depth = repair.depth
             if worked(repair, cand):  # the alternatives for the same trigger are moot
                 self.pending = [r for r in self.pending if r.before is not repair.before]
+        elif result.iterations > 1:  # the proposer's own fix of the last fault, if a rewrite says what it did
+            fix = self.kb.explain(result.candidates[-2], cand, self.workload, self.view)
+            if fix is not None:
+                self.kb.observe(fix, cand, workload=self.workload, target=self.spec.name, proposer=self.proposer)
         if cand.fault_records or (cand.is_result and result.best is cand):
             self.pending[:0] = self.kb.plan(cand, self.workload, self.view, depth=depth, tried=self.tried)
 
