@@ -202,3 +202,27 @@ def test_no_knowledge_ships_with_the_package():
             and "presets" not in p.parts and "suites" not in p.parts]
     assert [p for p in data if p.suffix not in (".so", ".json") or "knowledge" in str(p)] == []
     assert not list(root.rglob("*.sqlite*")) and not list(root.rglob("*knowledge*.json"))
+
+
+def test_bench_cold_and_warm_with_a_knowledge_report(tmp_path, capsys):
+    import json
+
+    from hawk.cli import main
+
+    kb, out = tmp_path / "kb.sqlite", tmp_path / "cold"
+    args = ["bench", "--suite", "smoke", "--target", "davinci-like", "--baselines", "loop", "--budget", "6",
+            "--workload", "rowsum_f32", "--workload", "add_f16", "-q"]
+    assert main(args + ["--knowledge", "cold", "--kb", str(kb), "--json", str(tmp_path / "c.json"),
+                        "--report", str(out)]) == 0
+    result = json.loads((tmp_path / "c.json").read_text())
+    runs = [s["loop"]["knowledge"] for w in result["workloads"] for s in w["seeds"]]
+    assert all(len(r["solved_by_iteration"]) == 6 for r in runs)
+    assert result["provenance"]["knowledge"]["mode"] == "cold"
+    report = (out / "report.md").read_text()
+    assert "## Knowledge" in report and (out / "accuracy_vs_iterations.png").exists()
+    assert main(args + ["--knowledge", "cold", "--kb", str(kb)]) == 2  # cold means empty
+    assert "cold run starts from an empty store" in capsys.readouterr().err
+    before = kb.read_bytes()
+    assert main(args + ["--knowledge", "warm", "--kb", str(kb), "--kb-ablation", "syntactic"]) == 0
+    assert kb.read_bytes() == before  # warm is read-only unless --kb-learn
+    assert main(args + ["--kb", str(kb)]) == 2  # knowledge off with a store: a mistake, said so

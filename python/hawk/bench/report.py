@@ -494,6 +494,11 @@ PLOT_TEXT = {
          "for each tuner that ran (Hawk loop, MetaSchedule), next to the share of workloads that "
          "have a reference kernel at all."),
         "it needs workloads and at least one method that ran"),
+    "accuracy_vs_iterations.png": (
+        "Accuracy against iterations",
+        ("The share of loop runs that have a legal and correct kernel after each iteration "
+         "(proposals and knowledge or exploration repairs alike count against the budget)."),
+        "it is drawn for runs with knowledge"),
     "roofline.png": (
         "Fraction of roofline per workload",
         ("Per workload, the fraction of the roofline bound (roofline cycles / kernel cycles) each "
@@ -728,8 +733,69 @@ def _plot_roofline(result, out: Path) -> Path | None:
     return _save(fig, out / "roofline.png", result)
 
 
+def _knowledge_runs(result) -> list[dict]:
+    return [s["loop"]["knowledge"] for w in result.get("workloads") or [] for s in w.get("seeds") or []
+            if s.get("loop") and s["loop"].get("knowledge")]
+
+
+def accuracy_curve(runs: list[dict], budget: int) -> list[float]:
+    """Share of loop runs solved within the first i + 1 iterations, for i < budget."""
+    curve = []
+    for i in range(budget):
+        solved = [r["solved_by_iteration"][min(i, len(r["solved_by_iteration"]) - 1)]
+                  if r["solved_by_iteration"] else 0 for r in runs]
+        curve.append(sum(solved) / len(runs) if runs else 0.0)
+    return curve
+
+
+def _plot_knowledge(result, out: Path) -> Path | None:
+    runs = _knowledge_runs(result)
+    if not runs:
+        return None
+    import matplotlib.pyplot as plt
+
+    budget = (result.get("provenance") or {}).get("budget") or max(len(r["solved_by_iteration"]) for r in runs)
+    curve = accuracy_curve(runs, budget)
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    ax.step(range(1, budget + 1), [v * 100 for v in curve], where="post", color=COLORS["loop"],
+            label="Hawk loop with knowledge")
+    ax.set_xlabel("iterations (proposals and repairs)")
+    ax.set_ylabel("runs solved (legal and correct), %")
+    ax.set_ylim(0, 105)
+    ax.grid(color="#dddddd")
+    mode = ((result.get("provenance") or {}).get("knowledge") or {}).get("mode", "")
+    ax.set_title(f"Accuracy against iterations, knowledge {mode}\n{_subtitle(result)}", fontsize=11)
+    ax.legend(loc="lower right", frameon=False, fontsize=9)
+    return _save(fig, out / "accuracy_vs_iterations.png", result)
+
+
+def _knowledge_section(result) -> str:
+    runs = _knowledge_runs(result)
+    if not runs:
+        return ""
+    prov = (result.get("provenance") or {}).get("knowledge") or {}
+    by: dict[str, list[int]] = {}
+    for r in runs:
+        for origin, d in r["repairs"].items():
+            t = by.setdefault(origin, [0, 0])
+            t[0] += d["tried"]
+            t[1] += d["results"]
+    best = [r["best_origin"] for r in runs if r["best_origin"]]
+    budget = (result.get("provenance") or {}).get("budget") or 30
+    curve = accuracy_curve(runs, budget)
+    rows = [["triples in the store at the end", max(r["store_triples"] for r in runs)],
+            ["triples learned in this run", max(r["learned_so_far"] for r in runs)],
+            ["retrievals", sum(r["retrievals"] for r in runs) and max(r["retrievals"] for r in runs)]]
+    rows += [[f"repairs from {o}: tried / gave a correct kernel", f"{t[0]} / {t[1]}"] for o, t in sorted(by.items())]
+    rows += [["best kernel came from", ", ".join(f"{o} {best.count(o)}" for o in sorted(set(best)))],
+             ["accuracy at 10 iterations / at the budget", f"{fmt_pct(curve[min(9, budget - 1)])} / {fmt_pct(curve[-1])}"]]
+    head = (f"## Knowledge\n\nMode {prov.get('mode', '?')}, ablation {prov.get('ablation', 'none')}; stores: "
+            + ", ".join(f"seed {k}: `{v}`" for k, v in sorted((prov.get("stores") or {}).items())) + ".")
+    return head + "\n\n" + md_table(["", "value"], rows, right={1})
+
+
 PLOTTERS = {"speedup.png": _plot_speedup, "accuracy_by_category.png": _plot_accuracy,
-            "roofline.png": _plot_roofline}
+            "roofline.png": _plot_roofline, "accuracy_vs_iterations.png": _plot_knowledge}
 
 
 def write_plots(result: dict, out_dir: Path) -> dict[str, Path | None]:
@@ -750,8 +816,8 @@ def render_markdown(result: dict, plots: dict[str, Path | None]) -> str:
     summary = result.get("summary") or summarize(result.get("workloads") or [],
                                                  result.get("baselines") or [], _seeds(result))
     sections = [_title(result), _provenance(result), _summary_section(result, summary),
-                _seed_section(result, summary), _workload_section(result), _flagged_section(result),
-                _wins_section(result), _plots_section(plots)]
+                _seed_section(result, summary), _knowledge_section(result), _workload_section(result),
+                _flagged_section(result), _wins_section(result), _plots_section(plots)]
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
