@@ -132,7 +132,11 @@ class Knowledge:
     # --- repairs -------------------------------------------------------------------------------
 
     def plan(self, candidate, workload, view, *, depth: int, tried: set) -> list[Repair]:
-        """Repairs for a candidate that faulted (its first fault) or is correct (its bottleneck)."""
+        """Repairs for a candidate that faulted (its first fault) or is correct (its bottleneck).
+
+        ``tried`` (kept by the caller for one workload) also remembers the programs run and
+        the faults explored: no program runs twice, the same fault is explored once, knowledge
+        is tried every time."""
         if depth >= MAX_DEPTH or not candidate.text or candidate.kind != "program":
             return []
         env = Env(workload, view)
@@ -148,8 +152,9 @@ class Knowledge:
                 return False
             tried.add(key)
             text = apply_rewrite(candidate.text, rewrite, params, env)
-            if text is None:
+            if text is None or ("text", text) in tried:  # a program already run tells nothing new
                 return False
+            tried.add(("text", text))
             out.append(Repair(text, rewrite, params, origin, candidate, fault, depth + 1, triple_id))
             return True
 
@@ -163,7 +168,9 @@ class Knowledge:
                 if matches and add(t.executable.rewrite, bind(t.executable.rewrite, t.executable.params, fault),
                                    "knowledge", t.id):
                     used += 1
-        if self.options.explore:
+        identity = ("explored",) + (fault_identity(fault) if fault is not None else ("bottleneck", candidate.text))
+        if self.options.explore and identity not in tried:
+            tried.add(identity)
             options = explore_fault(fault, view) if fault is not None else explore_bottleneck(candidate.text, view)
             explored = 0
             for rewrite, params in options:

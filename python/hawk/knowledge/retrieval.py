@@ -8,7 +8,8 @@
   profile, the bottleneck pipe's dimensions weigh more (bottleneck-aware).
 
 Each axis ranks on its own; reciprocal rank fusion (1 / (60 + rank)) merges them and the
-top K (6) are returned. Unverified triples count half: they have not worked here yet.
+top K (6) are returned, each weighted by its evidence: the smoothed success rate of its
+applications, halved for a triple that has not worked here yet.
 """
 
 from __future__ import annotations
@@ -94,10 +95,17 @@ def retrieve(triples: list[Triple], query: Context, config: RetrievalConfig = Re
         for rank, i in enumerate(order, start=1):
             fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank)
             ranks.setdefault(i, {})[axis] = rank
-    hits = [Hit(pool[i], s * (1.0 if pool[i].stats.verified else UNVERIFIED_WEIGHT), ranks[i])
-            for i, s in fused.items()]
+    hits = [Hit(pool[i], s * evidence_weight(pool[i]), ranks[i]) for i, s in fused.items()]
     hits.sort(key=lambda h: (-h.score, h.triple.id))
     return hits[: config.top_k]
+
+
+def evidence_weight(t: Triple) -> float:
+    """How much a triple's record lets it count: its smoothed success rate (a triple that
+    keeps failing sinks), halved while it has never worked here."""
+    st = t.stats
+    rate = (st.successes + 1) / (st.applications + 2)
+    return rate * (1.0 if st.verified else UNVERIFIED_WEIGHT)
 
 
 def _rank_bm25(pool: list[Triple], query: Context) -> list[int]:

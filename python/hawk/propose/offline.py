@@ -88,6 +88,13 @@ _FIX = re.compile(r"^\s*fix: (.*)$", re.MULTILINE)
 
 
 _WHEN = re.compile(r"\] when (bottleneck )?(\S+)")
+_RECORD = re.compile(r"^\[verified, worked (\d+)/(\d+)\]")
+
+
+def _trusted(item: str) -> bool:
+    """Follow what has worked more often than not; an unverified item is only a hint."""
+    m = _RECORD.match(item)
+    return m is not None and 2 * int(m.group(1)) >= int(m.group(2))
 
 
 def _follow_knowledge(text: str, task: Task) -> str:
@@ -96,7 +103,8 @@ def _follow_knowledge(text: str, task: Task) -> str:
     reported that fault or when the fix names a scope the draft uses (prevention); a fix for a
     bottleneck applies when the last kernel was correct and bound by that pipe. A fix that does
     not fit the draft is passed over. This reads the knowledge exactly as rendered into the
-    prompt, nothing else."""
+    prompt, nothing else. Items whose record says they fail more often than not, or that
+    have not worked yet, are read but not followed."""
     from ..knowledge.rewrite import Env, apply_rewrite, parse_call
 
     fb = task.feedback
@@ -107,7 +115,7 @@ def _follow_knowledge(text: str, task: Task) -> str:
         when = _WHEN.search(item)
         for line in _FIX.findall(item):
             call = parse_call(line)
-            if call is None or when is None:
+            if call is None or when is None or not _trusted(item):
                 continue
             if when.group(1):
                 fits = when.group(2) == bound_by

@@ -334,6 +334,8 @@ class _KnowledgeSession:
 
     def after(self, cand: Candidate, repair, result: TuneResult) -> None:
         depth = 0
+        if cand.text:
+            self.tried.add(("text", cand.text))
         if repair is not None:
             from ..knowledge.base import worked
 
