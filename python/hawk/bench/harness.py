@@ -83,7 +83,7 @@ def loop_entry(result, knowledge=None) -> dict:
         extra["knowledge"] = knowledge_entry(result, knowledge)
     return {**extra, "legal": legal > 0, "correct": best is not None,
             "cycles": best.cycles if best else None, "iterations": result.iterations,
-            "llm_calls": result.llm_calls, "pass_at_1": result.pass_at_1,
+            "llm_calls": result.llm_calls, "pass_at_1": result.pass_at_1, "first_solved_at": result.first_solved_at,
             "legal_candidates": legal,
             "wall_s": round(sum(c.wall_s for c in result.candidates), 3),
             "best_program": best.text if best else None, "flagged": result.flagged_entries()}

@@ -57,7 +57,7 @@ class Task:
     workload: Workload
     view: ApiView
     feedback: Feedback | None = None
-    knowledge: tuple[str, ...] = ()  # retrieved knowledge, rendered; empty until the knowledge room exists
+    knowledge: tuple[str, ...] = ()  # retrieved triples as the prompt renders them (hawk.knowledge.render)
 
     @classmethod
     def for_target(cls, workload: Workload, spec: HardwareSpec, feedback: Feedback | None = None,
