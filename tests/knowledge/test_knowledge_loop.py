@@ -226,3 +226,32 @@ def test_bench_cold_and_warm_with_a_knowledge_report(tmp_path, capsys):
     assert main(args + ["--knowledge", "warm", "--kb", str(kb), "--kb-ablation", "syntactic"]) == 0
     assert kb.read_bytes() == before  # warm is read-only unless --kb-learn
     assert main(args + ["--kb", str(kb)]) == 2  # knowledge off with a store: a mistake, said so
+
+
+class Overflowing(Proposer):
+    """Tiles far too large for any scratchpad, staged in a scope the vector unit cannot use."""
+
+    name = "overflowing"
+
+    def propose(self, task, *, seed, iteration):
+        return Proposal(ON_L1.replace("[None, 64]", "[None, 2048]"))
+
+
+def test_a_number_reaches_a_triple_only_when_the_device_reported_it(tmp_path, davinci, worker):
+    wl = ops.unary("relu", "relu", 4096, 1024)
+    with KnowledgeStore(tmp_path / "kb.sqlite") as store:
+        result = tune(wl, davinci, Overflowing(), budget=10, worker=worker, knowledge=Knowledge(store))
+        triples = store.triples()
+    assert any(t.executable.rewrite == "fit_tiles" for t in triples)
+    for t in triples:
+        # parameters the explorer picks itself (vector widths, tile factors) are its habits, not the NPU's
+        picked = {"width", "factor"}
+        values = [v for k, v in t.executable.params.items() if k not in picked] + list(t.semantics.observed.values())
+        numbers = {v for v in values if isinstance(v, int) and not isinstance(v, bool) and v > 1}
+        if t.context.trigger == "fault":
+            reported = " ".join(c.fault_log[0] for c in result.candidates
+                                if c.text == t.provenance.before and c.fault_log)
+            assert all(f"={n}" in reported for n in numbers), (t.executable.call(), reported)
+        else:  # the cycles the profile measured before and after
+            measured = {c.cycles for c in result.candidates}
+            assert numbers <= measured
