@@ -62,7 +62,9 @@ def explore_bottleneck(program: str, view) -> list[tuple[str, dict]]:
             staged.append(scope)
     out = [("lane_reduce", {})]  # a reduce intrinsic, where the api view has one for a row reduction
     out += [("double_buffer", {"scope": s}) for s in staged]
-    out += [("vectorize", {"width": w}) for w in VECTOR_WIDTHS]
+    out += [("vectorize", {"width": w}) for w in VECTOR_WIDTHS[:1]]
+    out += [("vectorize_reduce", {"width": w}) for w in VECTOR_WIDTHS[:1]]
+    out += [("vectorize", {"width": w}) for w in VECTOR_WIDTHS[1:]]
     out += [("retile", {"factor": 2})]
     return out
 

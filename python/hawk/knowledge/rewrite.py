@@ -642,3 +642,96 @@ def _loop_roles(sch, block) -> tuple[int | None, int | None, int] | None:
         elif write is not None and iv.var.same_as(write):
             lane = pos
     return red, lane, len(loops)
+
+
+@rewrite("width")
+def vectorize_reduce(script: Script, p: dict, env: Env) -> Script | None:
+    """Reductions that keep a spatial axis of their output innermost-able (pooling windows,
+    column sums) run on the vector unit across that axis: the reduction loops move outside it,
+    the init is split off, and the axis is vectorised (``width`` lanes at most)."""
+    from tvm import s_tir
+
+    width = int(p["width"])
+    if width < 2:
+        return None
+    changed = False
+    for name in _reduction_names(env):
+        mod = env.module(script.render())
+        if mod is None:
+            return None
+        sch = s_tir.Schedule(mod)
+        try:
+            block = sch.get_sblock(name)
+        except Exception:  # noqa: BLE001 - TVM raises builtin kinds; the program renamed or removed it
+            continue
+        roles = _reduce_roles(sch, block)
+        if roles is None:
+            continue
+        reduce_pos, lane_pos, extent = roles
+        lanes = math.gcd(extent, width)
+        if lanes < 2:
+            continue
+        b, loops, init, outer = (script.fresh() + s for s in ("_vb", "_vl", "_vi", "_vo"))
+        added = [Line([b], "get_sblock", {"name": name}), Line([loops], "get_loops", {"block": Src(b)})]
+        order = [Src(f"{loops}[{i}]") for i in reduce_pos] + [Src(f"{loops}[{lane_pos}]")]
+        if lane_pos < max(reduce_pos):
+            added.append(Line([], "reorder", {"ordered_loops": tuple(order)}))
+        target = order[-1]
+        if lanes < extent:
+            added.append(Line([outer, outer + "_v"], "split", {"loop": target, "factors": [None, lanes]}))
+            target = Src(outer + "_v")
+        added.append(Line([], "vectorize", {"loop": target}))  # before the init is split off
+        added.append(Line([init], "decompose_reduction", {"block": Src(b), "loop": order[0]}))
+        script.lines.extend(added)
+        if env.module(script.render()) is None:  # TVM refuses (another block between the loops, ...)
+            del script.lines[-len(added):]
+            continue
+        changed = True
+    return script if changed else None
+
+
+def _reduction_names(env: Env) -> list[str]:
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(env.workload.module())
+    out = []
+    for rv in sch.get_child_blocks(sch.get_sblock("root")):
+        blk = sch.get(rv)
+        if blk.init is not None and any(int(iv.iter_type) == 2 for iv in blk.iter_vars):
+            out.append(blk.name_hint)
+    return out
+
+
+def _reduce_roles(sch, block) -> tuple[list[int], int, int] | None:
+    """(positions of the loops bound to reduction iter vars, position and extent of the loop
+    bound to the output's last index) for a reduction block still under its own loops and not
+    yet vectorised; None otherwise."""
+    from tvm import s_tir, tirx
+
+    loops = sch.get_loops(block)
+    realize = sch.get(loops[-1]).body if loops else None
+    if not isinstance(realize, s_tir.SBlockRealize):
+        return None
+    if any(sch.get(lp).kind == tirx.ForKind.VECTORIZED for lp in loops):
+        return None
+    import tvm_ffi
+
+    index = [sch.get(lp).loop_var for lp in loops]
+    blk = sch.get(block)
+    last = blk.writes[0].region[-1].min if blk.writes and len(blk.writes[0].region) else None
+    reduce_pos, lane = set(), None
+
+    def positions(value) -> list[int]:
+        found = []
+        tvm_ffi.structural_walk(value, [(tirx.Var, found.append)])
+        return [i for i, v in enumerate(index) if any(v.same_as(f) for f in found)]
+
+    for iv, value in zip(blk.iter_vars, realize.iter_values):
+        if int(iv.iter_type) == 2:
+            reduce_pos.update(positions(value))
+        elif last is not None and iv.var.same_as(last):
+            mine = positions(value)
+            lane = max(mine) if mine else None  # the innermost loop the axis runs over
+    if lane is None or not reduce_pos or lane in reduce_pos:
+        return None
+    return sorted(reduce_pos), lane, int(sch.get(loops[lane]).extent)
