@@ -255,3 +255,18 @@ def test_a_number_reaches_a_triple_only_when_the_device_reported_it(tmp_path, da
         else:  # the cycles the profile measured before and after
             measured = {c.cycles for c in result.candidates}
             assert numbers <= measured
+
+
+def test_the_offline_proposer_follows_a_speed_fix_when_told_that_bottleneck(davinci):
+    from hawk.bench.suites import find_workload
+    from hawk.propose.prompt import Feedback
+
+    wl = find_workload("rowsum_f32")
+    item = ("[verified, worked 3/3] when bottleneck SCALAR: the kernel was bound by pipe SCALAR, 98% busy; "
+            "lane_reduce took it from 2105032 to 39980 cycles.\n  fix: lane_reduce()")
+    plain = OfflineProposer().propose(Task.for_target(wl, davinci), seed=1, iteration=0).text
+    told = Feedback(plain, cycles=2105032, bottleneck="SCALAR")
+    other = Feedback(plain, cycles=2105032, bottleneck="MTE2")
+    followed = OfflineProposer().propose(Task.for_target(wl, davinci, told, [item]), seed=1, iteration=1).text
+    ignored = OfflineProposer().propose(Task.for_target(wl, davinci, other, [item]), seed=1, iteration=1).text
+    assert "vector.reduce_sum" in followed and "vector.reduce_sum" not in ignored

@@ -44,7 +44,7 @@ from .triple import (
 
 MAX_DEPTH = 4  # a repair of a repair of ...: one fault after another on the way to a legal kernel
 MAX_FROM_KNOWLEDGE = 2
-MAX_EXPLORE = 3  # rewrites per fault or bottleneck
+MAX_EXPLORE = 3  # rewrites tried per fault or per new best kernel
 IDENTITY_FIELDS = ("scope", "src", "dst", "unit")
 
 

@@ -50,23 +50,27 @@ def explore_fault(fault: dict, view) -> list[tuple[str, dict]]:
 
 
 def explore_bottleneck(program: str, view) -> list[tuple[str, dict]]:
-    """Rewrites that may make a correct kernel faster: reduce rows with the vector unit's
-    reduce intrinsics, overlap copies, vectorise what is scalar, move more data per transfer."""
+    """Rewrites that may make a correct kernel faster, one of each kind first: reduce rows
+    with the vector unit's reduce intrinsics, vectorise reductions across their output,
+    overlap the loads from global memory, move more data per transfer, vectorise what is
+    scalar; then the variants."""
     script = parse_script(program)
     if script is None:
         return []
-    staged = []
-    for ln in script.lines:
+    first_copies, later = [], []
+    seen = set()
+    for ln in script.lines:  # the first copy of an operand reads global memory: that is the DMA to hide
         scope = ln.kw.get("storage_scope")
-        if ln.prim == "cache_read" and isinstance(scope, str) and scope not in staged:
-            staged.append(scope)
-    out = [("lane_reduce", {})]  # a reduce intrinsic, where the api view has one for a row reduction
-    out += [("double_buffer", {"scope": s}) for s in staged]
-    out += [("vectorize", {"width": w}) for w in VECTOR_WIDTHS[:1]]
-    out += [("vectorize_reduce", {"width": w}) for w in VECTOR_WIDTHS[:1]]
-    out += [("vectorize", {"width": w}) for w in VECTOR_WIDTHS[1:]]
-    out += [("retile", {"factor": 2})]
-    return out
+        key = (ln.ref("block"), ln.kw.get("read_buffer_index"))
+        if ln.prim != "cache_read" or not isinstance(scope, str):
+            continue
+        (later if key in seen else first_copies).append(scope)
+        seen.add(key)
+    staged = list(dict.fromkeys(first_copies + later))
+    kinds = [[("lane_reduce", {})], [("vectorize_reduce", {"width": VECTOR_WIDTHS[0]})],
+             [("double_buffer", {"scope": s}) for s in staged], [("retile", {"factor": 2})],
+             [("vectorize", {"width": w}) for w in VECTOR_WIDTHS]]
+    return [k[0] for k in kinds if k] + [option for k in kinds for option in k[1:]]
 
 
 def bind(rewrite: str, params: dict, fault: dict | None) -> dict:

@@ -87,7 +87,7 @@ _PLAN = re.compile(r"^# plan: (.*)$", re.MULTILINE)
 _FIX = re.compile(r"^\s*fix: (.*)$", re.MULTILINE)
 
 
-_WHEN = re.compile(r"\] when (bottleneck )?(\S+)")
+_WHEN = re.compile(r"\] when (bottleneck )?([\w.]+)")
 _RECORD = re.compile(r"^\[verified, worked (\d+)/(\d+)\]")
 
 
@@ -111,7 +111,9 @@ def _follow_knowledge(text: str, task: Task) -> str:
     reported = " ".join(fb.device_log) if fb is not None else ""
     bound_by = fb.bottleneck if fb is not None and fb.cycles is not None else ""
     env = None
-    for item in task.knowledge:
+    # legality first: a fix for speed is written against a program that runs
+    ordered = sorted(task.knowledge, key=lambda item: "] when bottleneck " in item)
+    for item in ordered:
         when = _WHEN.search(item)
         for line in _FIX.findall(item):
             call = parse_call(line)
