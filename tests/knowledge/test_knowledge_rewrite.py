@@ -210,3 +210,30 @@ def test_vectorize_reduce_runs_column_reductions_across_the_columns(davinci):
     after = env.module(fast)
     assert verify(after, davinci) == [] and execute(after, wl, trials=2).correct
     assert time_kernel(after, davinci, wl).cycles * 3 < time_kernel(env.module(COLSUM), davinci, wl).cycles
+
+
+def test_tile_columns_shrinks_what_a_fused_gemm_stages_per_tile(davinci):
+    register_intrinsics(davinci)
+    wl = find_workload("gemm_bias_gelu_bert", "level2")
+    staged = """\
+v0 = sch.get_sblock(name="D")
+v1, v2 = sch.get_loops(block=v0)
+v3, v4 = sch.split(loop=v1, factors=[None, 4])
+v5 = sch.cache_write(block=v0, write_buffer_index=0, storage_scope="global.npu.ub")
+sch.reverse_compute_at(block=v5, loop=v3)
+v6 = sch.get_sblock(name="C")
+sch.compute_at(block=v6, loop=v3)
+sch.set_scope(block=v6, buffer_index=0, storage_scope="global.npu.ub")
+v7 = sch.cache_read(block=v6, read_buffer_index=0, storage_scope="global.npu.ub")
+sch.compute_at(block=v7, loop=v3)
+v8 = sch.cache_read(block=v6, read_buffer_index=1, storage_scope="global.npu.ub")
+sch.compute_at(block=v8, loop=v3)
+"""
+    before = faults(staged, wl, davinci)
+    assert before[0].code == "SCOPE_OVERFLOW"
+    options = explore_fault(before[0].to_dict(), api_view(davinci))
+    assert ("tile_columns", {"factor": 64}) in options
+    env = Env(wl, api_view(davinci))
+    tiled = apply_rewrite(staged, "tile_columns", {"factor": 64}, env)
+    assert tiled is not None and "SCOPE_OVERFLOW" not in {f.code for f in faults(tiled, wl, davinci)}
+    assert apply_rewrite(tiled, "tile_columns", {"factor": 64}, env) is None  # tiled already

@@ -105,8 +105,8 @@ class Knowledge:
             module = workload.module()
         text = getattr(candidate, "text", None) or ""
         tokens, graph = kernel_fingerprint(module)
-        base = dict(category=workload.category, features=kernel_features(module),
-                    tokens=tuple(program_tokens(text)) + tuple(tokens), graph_hash=graph)
+        base = {"category": workload.category, "features": kernel_features(module),
+                    "tokens": tuple(program_tokens(text)) + tuple(tokens), "graph_hash": graph}
         records = getattr(candidate, "fault_records", ()) if candidate is not None else ()
         if records:
             f = records[0]
@@ -168,7 +168,8 @@ class Knowledge:
                 if matches and add(t.executable.rewrite, bind(t.executable.rewrite, t.executable.params, fault),
                                    "knowledge", t.id):
                     used += 1
-        identity = ("explored",) + (fault_identity(fault) if fault is not None else ("bottleneck", candidate.text))
+        # a fault is explored once per depth of a repair chain (a chain may meet it again, smaller)
+        identity = ("explored", depth) + (fault_identity(fault) if fault is not None else ("bottleneck", candidate.text))
         if self.options.explore and identity not in tried:
             tried.add(identity)
             options = explore_fault(fault, view) if fault is not None else explore_bottleneck(candidate.text, view)
@@ -259,8 +260,8 @@ def synthesize(repair: Repair, result, *, run: str, workload, target: str, propo
     before = repair.before
     ctx_features = kernel_features(before.module) if before.module is not None else {}
     tokens, graph = kernel_fingerprint(before.module) if before.module is not None else ([], "")
-    base = dict(category=workload.category, features=ctx_features,
-                tokens=tuple(program_tokens(before.text or "")) + tuple(tokens), graph_hash=graph)
+    base = {"category": workload.category, "features": ctx_features,
+                "tokens": tuple(program_tokens(before.text or "")) + tuple(tokens), "graph_hash": graph}
     if repair.fault is not None:
         f = repair.fault
         fields = fault_fields(f)

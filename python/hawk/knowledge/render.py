@@ -13,7 +13,8 @@ def describe(t: Triple) -> str:
     lines = [
         f"triple {t.id}  [{st.status}, {'verified' if st.verified else 'unverified'}]",
         "",
-        f"When:  {trigger}" + (f" ({fields})" if fields else "") + (f" on a {c.category} kernel" if c.category else ""),
+        f"When:  {trigger}" + (f" ({fields})" if fields else "") + (f" on {_article(c.category)} {c.category} kernel"
+                                                                    if c.category else ""),
     ]
     if c.profile:
         busy = ", ".join(f"{pipe} {frac:.0%}" for pipe, frac in sorted(c.profile.items(), key=lambda kv: -kv[1]))
@@ -51,3 +52,7 @@ def for_prompt(t: Triple) -> str:
     fields = " ".join(f"{k}={v}" for k, v in sorted(ctx.fields.items()))
     head = f"[{tag}] when {when}" + (f" ({fields})" if fields else "") + f": {t.semantics.text}"
     return f"{head}\n  fix: {t.executable.call()}"
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"

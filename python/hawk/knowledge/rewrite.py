@@ -735,3 +735,37 @@ def _reduce_roles(sch, block) -> tuple[list[int], int, int] | None:
     if lane is None or not reduce_pos or lane in reduce_pos:
         return None
     return sorted(reduce_pos), lane, int(sch.get(loops[lane]).extent)
+
+
+@rewrite("factor")
+def tile_columns(script: Script, p: dict, env: Env) -> Script | None:
+    """Tile the output's innermost axis too, and move everything the program placed under
+    its row tile loop under the column tile loop: what each tile stages shrinks with it (a
+    fused GEMM no longer stages the whole weight matrix per row tile)."""
+    factor = int(p["factor"])
+    if factor < 1:
+        return None
+    placements = [i for i, ln in enumerate(script.lines) if ln.prim in ("compute_at", "reverse_compute_at")]
+    if not placements:
+        return None
+    at = script.lines[placements[0]].ref("loop")
+    made = next((i for i, ln in enumerate(script.lines) if ln.prim == "split" and at in ln.targets), None)
+    if made is None or len(script.lines[made].targets) != 2 or script.lines[made].targets[0] != at:
+        return None
+    row_inner = script.lines[made].targets[1]
+    row_loop = script.lines[made].ref("loop")
+    nest = next((ln for ln in script.lines[:made] if ln.prim == "get_loops" and row_loop in ln.targets), None)
+    if nest is None or nest.targets[-1] == row_loop:
+        return None
+    col = nest.targets[-1]
+    if any(ln.prim == "split" and ln.ref("loop") == col for ln in script.lines):
+        return None  # the columns are tiled already
+    outer = script.fresh()
+    col_outer, col_inner = outer + "_co", outer + "_ci"
+    insert = [Line([col_outer, col_inner], "split", {"loop": Src(col), "factors": [None, factor]}),
+              Line([], "reorder", {"ordered_loops": (Src(at), Src(col_outer), Src(row_inner), Src(col_inner))})]
+    for i in placements:
+        if script.lines[i].ref("loop") == at:
+            script.lines[i].kw["loop"] = Src(col_outer)
+    script.lines[made + 1:made + 1] = insert
+    return script
