@@ -207,8 +207,8 @@ def apply_rewrite(text: str, name: str, params: dict, env: Env) -> str | None:
     before = script.render()  # rewrites change the script in place
     try:
         out = fn(script, dict(params), env)
-    except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError):
-        return None  # parameters of the wrong kind for this program
+    except (ValueError, TypeError, KeyError, IndexError, ArithmeticError):
+        return None  # parameters of the wrong kind or size for this program (an import is untrusted)
     if out is None:
         return None
     new = out.render()
@@ -509,6 +509,8 @@ def lane_reduce(script: Script, p: dict, env: Env) -> Script | None:
     vectorise them, and tensorize the cross-lane fold."""
     changed = False
     for red in _reductions(env):
+        if red["op"] is None or not red["row"]:
+            continue
         intrin = _reduce_intrinsic(env.view, red["op"], red["dtype"])
         if intrin is None:
             continue
@@ -523,19 +525,21 @@ def lane_reduce(script: Script, p: dict, env: Env) -> Script | None:
 
 
 def _reductions(env: Env) -> list[dict]:
+    """Every reduction block of the workload: name, combiner (sum, max or None), dtype,
+    extent of its innermost loop, output rank, whether that innermost loop reduces."""
     from tvm import s_tir, tirx
 
     sch = s_tir.Schedule(env.workload.module())
     out = []
     for rv in sch.get_child_blocks(sch.get_sblock("root")):
         blk = sch.get(rv)
-        value = getattr(blk.body, "value", None)
-        op = {tirx.Add: "sum", tirx.Max: "max"}.get(type(value))
-        if op is None or blk.init is None or not blk.iter_vars or int(blk.iter_vars[-1].iter_type) != 2:
+        if blk.init is None or not any(int(iv.iter_type) == 2 for iv in blk.iter_vars):
             continue
+        value = getattr(blk.body, "value", None)
         loops = sch.get_loops(rv)
-        out.append({"name": blk.name_hint, "op": op, "dtype": str(blk.writes[0].source.dtype),
-                    "extent": int(sch.get(loops[-1]).extent), "ndim": len(blk.writes[0].source.shape)})
+        out.append({"name": blk.name_hint, "op": {tirx.Add: "sum", tirx.Max: "max"}.get(type(value)),
+                    "dtype": str(blk.writes[0].source.dtype), "extent": int(sch.get(loops[-1]).extent),
+                    "ndim": len(blk.writes[0].source.shape), "row": int(blk.iter_vars[-1].iter_type) == 2})
     return out
 
 
@@ -655,7 +659,7 @@ def vectorize_reduce(script: Script, p: dict, env: Env) -> Script | None:
     if width < 2:
         return None
     changed = False
-    for name in _reduction_names(env):
+    for name in (red["name"] for red in _reductions(env)):
         mod = env.module(script.render())
         if mod is None:
             return None
@@ -688,18 +692,6 @@ def vectorize_reduce(script: Script, p: dict, env: Env) -> Script | None:
             continue
         changed = True
     return script if changed else None
-
-
-def _reduction_names(env: Env) -> list[str]:
-    from tvm import s_tir
-
-    sch = s_tir.Schedule(env.workload.module())
-    out = []
-    for rv in sch.get_child_blocks(sch.get_sblock("root")):
-        blk = sch.get(rv)
-        if blk.init is not None and any(int(iv.iter_type) == 2 for iv in blk.iter_vars):
-            out.append(blk.name_hint)
-    return out
 
 
 def _reduce_roles(sch, block) -> tuple[list[int], int, int] | None:
