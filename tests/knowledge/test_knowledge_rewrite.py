@@ -237,3 +237,16 @@ sch.compute_at(block=v8, loop=v3)
     tiled = apply_rewrite(staged, "tile_columns", {"factor": 64}, env)
     assert tiled is not None and "SCOPE_OVERFLOW" not in {f.code for f in faults(tiled, wl, davinci)}
     assert apply_rewrite(tiled, "tile_columns", {"factor": 64}, env) is None  # tiled already
+
+
+@pytest.mark.parametrize("name", ["feed", "drain", "rescope", "fit_tiles", "tile_columns", "double_buffer",
+                                  "vectorize", "vectorize_reduce", "retile"])
+def test_hostile_parameters_from_an_imported_triple_never_crash_a_rewrite(relu, davinci, name):
+    # an import file is untrusted: any JSON scalar may sit in a parameter
+    from hawk.knowledge.rewrite import PARAMS
+
+    env = Env(relu, api_view(davinci))
+    text = ROWS.format(scope="global.npu.ub")
+    for value in (0, -1, 2**62, 1e308, -1e308, "x" * 10_000, "global\x00npu", "__import__('os')", "", 0.5):
+        out = apply_rewrite(text, name, dict.fromkeys(PARAMS[name], value), env)
+        assert out is None or apply_program(out, relu.module()).ok  # a program admission accepts, or nothing
