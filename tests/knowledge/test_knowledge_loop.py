@@ -270,3 +270,15 @@ def test_the_offline_proposer_follows_a_speed_fix_when_told_that_bottleneck(davi
     followed = OfflineProposer().propose(Task.for_target(wl, davinci, told, [item]), seed=1, iteration=1).text
     ignored = OfflineProposer().propose(Task.for_target(wl, davinci, other, [item]), seed=1, iteration=1).text
     assert "vector.reduce_sum" in followed and "vector.reduce_sum" not in ignored
+
+
+def test_a_failing_knowledge_step_never_ends_the_search(tmp_path, davinci, worker, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("store on fire")
+
+    wl = ops.unary("relu", "relu", 64, 256)
+    with KnowledgeStore(tmp_path / "kb.sqlite") as store:
+        kb = Knowledge(store)
+        monkeypatch.setattr(kb, "plan", broken)
+        result = tune(wl, davinci, Stubborn(), budget=3, worker=worker, knowledge=kb)
+    assert result.iterations == 3 and "store on fire" in result.candidates[0].error

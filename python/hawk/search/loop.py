@@ -287,7 +287,11 @@ def tune(workload: Workload, spec: HardwareSpec, proposer: Proposer, *, budget: 
                              reference_cycles=reference_cycles)
             result.candidates.append(cand)
             if session is not None:
-                session.after(cand, repair, result)
+                try:
+                    session.after(cand, repair, result)
+                except Exception as err:  # noqa: BLE001 - knowledge failing must not end the search
+                    cand.error = cand.error or f"knowledge: {_one_line(err)}"
+                    session.pending.clear()
             # a candidate with nothing to show leaves the previous feedback in place
             feedback = cand.feedback() or feedback
             if on_candidate is not None:
