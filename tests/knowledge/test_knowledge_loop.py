@@ -282,3 +282,32 @@ def test_a_failing_knowledge_step_never_ends_the_search(tmp_path, davinci, worke
         monkeypatch.setattr(kb, "plan", broken)
         result = tune(wl, davinci, Stubborn(), budget=3, worker=worker, knowledge=kb)
     assert result.iterations == 3 and "store on fire" in result.candidates[0].error
+
+
+class Lost(Proposer):
+    """Never writes a program that gets anywhere: every repair of it is a dead end too."""
+
+    name = "lost"
+
+    def propose(self, task, *, seed, iteration):
+        return Proposal(ROWS.format(scope="global.npu.l0c"))
+
+
+def test_repairs_never_starve_the_proposer(tmp_path, davinci, worker):
+    from hawk.knowledge.base import REPAIRS_IN_A_ROW
+
+    wl = ops.unary("relu", "relu", 64, 256)
+    with KnowledgeStore(tmp_path / "kb.sqlite") as store:
+        result = tune(wl, davinci, Lost(), budget=12, worker=worker, knowledge=Knowledge(store))
+    origins = [c.origin for c in result.candidates]
+    assert "explore" in origins  # there were repairs to try ...
+    run = 0
+    for origin in origins:  # ... and never more than a few in a row before the proposer's turn
+        run = run + 1 if origin != "proposer" else 0
+        assert run <= REPAIRS_IN_A_ROW
+    # a repair that left its fault in place is not repaired further
+    for c in result.candidates:
+        if c.origin != "proposer" and c.repairs is not None:
+            parent = result.candidates[c.repairs]
+            if parent.origin != "proposer":
+                assert parent.outcome == "ok" or parent.fault_records != result.candidates[parent.repairs].fault_records

@@ -239,8 +239,46 @@ sch.compute_at(block=v8, loop=v3)
     assert apply_rewrite(tiled, "tile_columns", {"factor": 64}, env) is None  # tiled already
 
 
+NT_GEMM = GEMM.replace(  # both operands staged in l1; B's copy into l0b transposes it
+    'b17 = sch.cache_read(block=b0, read_buffer_index=0, storage_scope="global.npu.l0a")\n'
+    'sch.compute_at(block=b17, loop=l8)\n'
+    'b18 = sch.cache_read(block=b0, read_buffer_index=1, storage_scope="global.npu.l0b")\n'
+    'sch.compute_at(block=b18, loop=l8)\n',
+    'b22 = sch.cache_read(block=b0, read_buffer_index=0, storage_scope="global.npu.l1")\n'
+    'b17 = sch.cache_read(block=b0, read_buffer_index=0, storage_scope="global.npu.l0a")\n'
+    'sch.compute_at(block=b17, loop=l8)\n'
+    'sch.compute_at(block=b22, loop=l8)\n'
+    'b21 = sch.cache_read(block=b0, read_buffer_index=1, storage_scope="global.npu.l1")\n'
+    'b18 = sch.cache_read(block=b0, read_buffer_index=1, storage_scope="global.npu.l0b")\n'
+    'sch.transform_layout(block=b18, buffer=("write", 0), index_map=lambda i0, i1: (i1, i0))\n'
+    'sch.compute_at(block=b18, loop=l8)\n'
+    'sch.compute_at(block=b21, loop=l8)\n')
+
+
+def test_relayout_moves_a_transposing_copy_off_the_dma(davinci):
+    # C = A @ B^T: the copy into l0b that transposes B is a strided DMA; the device says so
+    wl = ops.matmul_nt("nt", 128, 128, 256)
+    before = faults(NT_GEMM, wl, davinci)
+    assert [f.code for f in before] == ["DMA_DISCONTIG"]
+    options = explore_fault(before[0].to_dict(), api_view(davinci))
+    assert options[0] == ("relayout", {"scope": "global.npu.l0b", "via": "global.npu.ub"})
+    env = Env(wl, api_view(davinci))
+    moved = apply_rewrite(NT_GEMM, *options[0], env)
+    assert moved is not None and faults(moved, wl, davinci) == []
+    prog = read_program(env.module(moved))
+    copies = {(i.reads[0].scope, i.writes[0].scope) for i in prog.instrs() if i.kind == "copy"}
+    assert ("global.npu.ub", "global.npu.ub") in copies  # the transposition, done by a unit
+    # and that copy is what vectorize puts on the vector unit (not the move out of l0c)
+    fast = apply_rewrite(moved, "vectorize", {"width": 64}, env)
+    assert fast is not None and faults(fast, wl, davinci) == []
+    inplace = [i for i in read_program(env.module(fast)).instrs()
+               if i.kind == "copy" and i.reads[0].scope == i.writes[0].scope]
+    assert inplace and all(i.vectorized for i in inplace)
+    assert apply_rewrite(GEMM, *options[0], env) is None  # no layout change, nothing to move
+
+
 @pytest.mark.parametrize("name", ["feed", "drain", "rescope", "fit_tiles", "tile_columns", "double_buffer",
-                                  "vectorize", "vectorize_reduce", "retile"])
+                                  "vectorize", "vectorize_reduce", "retile", "relayout"])
 def test_hostile_parameters_from_an_imported_triple_never_crash_a_rewrite(relu, davinci, name):
     # an import file is untrusted: any JSON scalar may sit in a parameter
     from hawk.knowledge.rewrite import PARAMS

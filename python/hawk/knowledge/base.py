@@ -45,6 +45,7 @@ from .triple import (
 MAX_DEPTH = 4  # a repair of a repair of ...: one fault after another on the way to a legal kernel
 MAX_FROM_KNOWLEDGE = 2
 MAX_EXPLORE = 3  # rewrites tried per fault or per new best kernel
+REPAIRS_IN_A_ROW = 2  # then the proposer's turn: repairs must not starve the search they serve
 IDENTITY_FIELDS = ("scope", "src", "dst", "unit")
 
 
@@ -247,6 +248,17 @@ def worked(repair: Repair, result) -> bool:
         gone = all(fault_identity(f) != ident for f in result.fault_records)
         return gone and len(result.fault_records) < len(repair.before.fault_records)
     return result.is_result
+
+
+def progressed(repair: Repair, result) -> bool:
+    """Worth repairing further: a result, or the addressed fault is gone and no more faults
+    remain than before (one fault traded for another is a step a chain may take; a fault left
+    in place, or more of them, is a dead end)."""
+    if result.is_result or repair.fault is None:
+        return result.is_result
+    ident = fault_identity(repair.fault)
+    return bool(result.fault_records) and all(fault_identity(f) != ident for f in result.fault_records) \
+        and len(result.fault_records) <= len(repair.before.fault_records)
 
 
 def same_knowledge(a: Triple, b: Triple) -> bool:

@@ -15,6 +15,7 @@ from .rewrite import PARAMS, parse_script
 BOUND_BY_FAULT = {
     ("fit_tiles", "scope"): "scope", ("fit_tiles", "capacity"): "capacity",
     ("feed", "dst"): "dst", ("drain", "src"): "src", ("rescope", "scope"): "scope",
+    ("relayout", "scope"): "scope",
 }
 VECTOR_WIDTHS = (64, 128, 32, 16)
 
@@ -45,7 +46,11 @@ def explore_fault(fault: dict, view) -> list[tuple[str, dict]]:
         unit = f.get("unit", "")
         scopes = [s for s in onchip if s != f["scope"]]
         return [("rescope", {"scope": f["scope"], "to": t}) for t in _by_unit(view, scopes, unit)]
-    if code in (manual.DMA_MISALIGN, manual.DMA_DISCONTIG):
+    if code == manual.DMA_DISCONTIG and f.get("scope"):  # a strided copy: change the layout where a unit copies
+        vias = _by_unit(view, [s for s in onchip if s != f["scope"]], "")
+        return [("relayout", {"scope": f["scope"], "via": v}) for v in vias[:2]] + \
+            [("retile", {"factor": 2}), ("retile", {"factor": 0.5})]
+    if code == manual.DMA_MISALIGN:
         return [("retile", {"factor": 2}), ("retile", {"factor": 0.5})]
     return []
 

@@ -24,6 +24,7 @@ nothing is evaluated.
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import math
 import re
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from ..propose.program import _signature, apply_program, parse_program
 
 MAX_FIT_STEPS = 16
+PROBE = ("meta_schedule.tiling_structure", "hawk.probe")  # an annotation kernels may carry, a value none does
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,27 @@ class Env:
             applied = apply_program(text, self.workload.module())
             self.cache[text] = applied.module if applied.ok else None
         return self.cache[text]
+
+    def block_name(self, script: Script, var: str) -> str | None:
+        """The name TVM gave the block a program variable holds (cache_read names its
+        copies itself): the program is run with the block tagged, and the tag looked up."""
+        from tvm import s_tir
+
+        key, value = PROBE
+        probe = Script(script.header, script.lines + [
+            Line([], "annotate", {"block_or_loop": Src(var), "ann_key": key, "ann_val": value})])
+        mod = self.module(probe.render())
+        if mod is None:
+            return None
+        sch = s_tir.Schedule(mod)
+        found, todo = [], list(sch.get_child_blocks(sch.get_sblock("root")))
+        while todo:
+            rv = todo.pop()
+            block = sch.get(rv)
+            if str(block.annotations.get(key, "")) == value:
+                found.append(block.name_hint)
+            todo += list(sch.get_child_blocks(rv))
+        return found[0] if len(found) == 1 else None
 
 
 Rewrite = Callable[[Script, dict, Env], Script | None]
@@ -452,13 +475,15 @@ def vectorize(script: Script, p: dict, env: Env) -> Script | None:
     vectorized = {script.block_of(ln.ref("loop")) for ln in script.lines if ln.prim == "vectorize"}
     tensorized = set(script.tensorized())
     changed = False
+    copies_in_place = _copies_within_a_scope(script)
     for ln in list(script.lines):
-        if ln.prim != "get_sblock" or not ln.targets:
+        if not ln.targets or not (ln.prim == "get_sblock" or ln.targets[0] in copies_in_place):
             continue
         var = ln.targets[0]
         if var in vectorized or var in tensorized:
             continue
-        extent = _innermost_spatial_extent(mod, ln.kw.get("name"), tirx)
+        name = ln.kw.get("name") if ln.prim == "get_sblock" else env.block_name(script, var)
+        extent = _innermost_spatial_extent(mod, name, tirx)
         if not extent or extent < 2:
             continue
         lanes = math.gcd(extent, width)
@@ -477,6 +502,18 @@ def vectorize(script: Script, p: dict, env: Env) -> Script | None:
     return script if changed else None
 
 
+def _copies_within_a_scope(script: Script) -> set[str]:
+    """Variables of the copies whose source sits in the same scope: a unit does them, not a DMA."""
+    out = set()
+    for prim in ("cache_read", "cache_write"):
+        for chain in _staging(script, prim).values():
+            for prev, idx in itertools.pairwise(chain):
+                a, b = script.lines[prev], script.lines[idx]
+                if b.targets and a.kw.get("storage_scope") == b.kw.get("storage_scope"):
+                    out.add(b.targets[0])
+    return out
+
+
 def _innermost_spatial_extent(mod, name, tirx) -> int | None:
     """The extent of a block's innermost loop when that loop is spatial for the block."""
     from tvm import s_tir
@@ -491,6 +528,8 @@ def _innermost_spatial_extent(mod, name, tirx) -> int | None:
     blk = sch.get(block)
     if not blk.iter_vars or int(blk.iter_vars[-1].iter_type) != 0 or not isinstance(blk.body, tirx.BufferStore):
         return None
+    if blk.reads and all(r.source.scope() != blk.writes[0].source.scope() for r in blk.reads):
+        return None  # a move between scopes: a DMA's, not a unit's
     loops = sch.get_loops(block)
     return int(sch.get(loops[-1]).extent) if loops else None
 
@@ -761,3 +800,45 @@ def tile_columns(script: Script, p: dict, env: Env) -> Script | None:
             script.lines[i].kw["loop"] = Src(col_outer)
     script.lines[made + 1:made + 1] = insert
     return script
+
+
+# --- layouts ----------------------------------------------------------------------------------
+
+
+@rewrite("scope", "via")
+def relayout(script: Script, p: dict, env: Env) -> Script | None:
+    """A copy into ``scope`` that changes the layout (a ``transform_layout`` of its buffer) is
+    a strided DMA; do the layout change in ``via`` instead, where a unit copies element by
+    element: the operand is loaded into ``via`` as stored, copied there into the new layout,
+    and every later copy moves it as it is."""
+    scope, via = p["scope"], p["via"]
+    if scope == via:
+        return None
+    for key, chain in _staging(script, "cache_read").items():
+        layout = next((i for i, ln in enumerate(script.lines) if ln.prim == "transform_layout"
+                       and ln.ref("block") in {script.lines[c].targets[0] for c in chain if script.lines[c].targets}
+                       and script.lines[_creator_index(script, ln.ref("block"))].kw.get("storage_scope") == scope),
+                      None)
+        if layout is None:
+            continue
+        moved = script.lines.pop(layout)
+        first = script.lines[chain[0]]
+        loaded, relaid = script.fresh() + "_ld", script.fresh() + "_tr"
+        script.lines[chain[0]:chain[0]] = [
+            Line([loaded], "cache_read", {**first.kw, "storage_scope": via}),
+            Line([relaid], "cache_read", {**first.kw, "storage_scope": via}),
+            Line([], "transform_layout", {**moved.kw, "block": Src(relaid)}),
+        ]
+        placed = [i for i, ln in enumerate(script.lines) if ln.prim == "compute_at"
+                  and ln.ref("block") in {script.lines[c].targets[0] for c in _staging(script, "cache_read")[key]
+                                          if script.lines[c].targets}]
+        if placed:  # the new copies sit where the operand's first copy sits, producers last
+            at = script.lines[placed[-1]]
+            script.lines[placed[-1] + 1:placed[-1] + 1] = [
+                Line([], "compute_at", {**at.kw, "block": Src(name)}) for name in (relaid, loaded)]
+        return script
+    return None
+
+
+def _creator_index(script: Script, var: str | None) -> int:
+    return next(i for i, ln in enumerate(script.lines) if var in ln.targets)

@@ -325,9 +325,17 @@ class _KnowledgeSession:
         self.proposer = getattr(proposer, "name", type(proposer).__name__)
         self.pending: list = []
         self.tried: set = set()
+        self.in_a_row = 0
 
     def next_repair(self):
-        return self.pending.pop(0) if self.pending else None
+        """The next repair, or None for the proposer's turn (after a few repairs in a row)."""
+        from ..knowledge.base import REPAIRS_IN_A_ROW
+
+        if not self.pending or self.in_a_row >= REPAIRS_IN_A_ROW:
+            self.in_a_row = 0
+            return None
+        self.in_a_row += 1
+        return self.pending.pop(0)
 
     def prompt_items(self, result: TuneResult) -> list[str]:
         """Retrieval for the next proposal: the last fault, else the best kernel's bottleneck,
@@ -337,18 +345,20 @@ class _KnowledgeSession:
         return self.kb.prompt_items(self.kb.query(self.workload, about))
 
     def after(self, cand: Candidate, repair, result: TuneResult) -> None:
+        from ..knowledge.base import progressed, worked
+
         depth = 0
         if cand.text:
             self.tried.add(("text", cand.text))
         if repair is not None:
-            from ..knowledge.base import worked
-
             cand.origin, cand.repairs = repair.origin, repair.before.iteration
             cand.repair = f"{repair.rewrite}({', '.join(f'{k}={v!r}' for k, v in sorted(repair.params.items()))})"
             self.kb.observe(repair, cand, workload=self.workload, target=self.spec.name, proposer=self.proposer)
             depth = repair.depth
             if worked(repair, cand):  # the alternatives for the same trigger are moot
                 self.pending = [r for r in self.pending if r.before is not repair.before]
+            if not progressed(repair, cand):
+                return
         elif result.iterations > 1:  # the proposer's own fix of the last fault, if a rewrite says what it did
             fix = self.kb.explain(result.candidates[-2], cand, self.workload, self.view)
             if fix is not None:
