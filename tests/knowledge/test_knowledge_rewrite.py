@@ -277,8 +277,42 @@ def test_relayout_moves_a_transposing_copy_off_the_dma(davinci):
     assert apply_rewrite(GEMM, *options[0], env) is None  # no layout change, nothing to move
 
 
+BATCH_OF_ONE = """\
+v0 = sch.get_sblock(name="D")
+v1, v2, v3, v4 = sch.get_loops(block=v0)
+v5, v6 = sch.split(loop=v1, factors=[None, 1])
+v7 = sch.cache_write(block=v0, write_buffer_index=0, storage_scope="global.npu.ub")
+sch.reverse_compute_at(block=v7, loop=v5)
+v8 = sch.get_sblock(name="C")
+sch.compute_at(block=v8, loop=v5)
+sch.set_scope(block=v8, buffer_index=0, storage_scope="global.npu.ub")
+v9 = sch.cache_read(block=v8, read_buffer_index=0, storage_scope="global.npu.ub")
+sch.compute_at(block=v9, loop=v5)
+v10 = sch.cache_read(block=v8, read_buffer_index=1, storage_scope="global.npu.ub")
+sch.compute_at(block=v10, loop=v5)
+"""
+
+
+def test_tile_deeper_tiles_the_next_loop_when_the_row_tile_cannot_shrink(davinci):
+    # a depthwise conv with batch 1: the "row" tile is the whole image and fit_tiles has
+    # nothing to halve; tiling the image rows makes it fit what the device reported
+    wl = find_workload("dwconv_mobilenet")
+    before = faults(BATCH_OF_ONE, wl, davinci)
+    assert [f.code for f in before] == ["SCOPE_OVERFLOW"]
+    options = explore_fault(before[0].to_dict(), api_view(davinci))
+    fit = dict(options[0][1])
+    assert options[:2] == [("fit_tiles", fit), ("tile_deeper", fit)]
+    env = Env(wl, api_view(davinci))
+    assert apply_rewrite(BATCH_OF_ONE, "fit_tiles", fit, env) is None
+    deeper = apply_rewrite(BATCH_OF_ONE, "tile_deeper", fit, env)
+    assert deeper is not None and faults(deeper, wl, davinci) == []
+    peak = scope_peaks(read_program(env.module(deeper)))["global.npu.ub"]
+    assert peak <= fit["capacity"] < 2 * peak  # the largest tile that fits, not any tile
+    assert apply_rewrite(deeper, "tile_deeper", fit, env) is None  # fits already
+
+
 @pytest.mark.parametrize("name", ["feed", "drain", "rescope", "fit_tiles", "tile_columns", "double_buffer",
-                                  "vectorize", "vectorize_reduce", "retile", "relayout"])
+                                  "vectorize", "vectorize_reduce", "retile", "relayout", "tile_deeper"])
 def test_hostile_parameters_from_an_imported_triple_never_crash_a_rewrite(relu, davinci, name):
     # an import file is untrusted: any JSON scalar may sit in a parameter
     from hawk.knowledge.rewrite import PARAMS

@@ -15,7 +15,7 @@ from .rewrite import PARAMS, parse_script
 BOUND_BY_FAULT = {
     ("fit_tiles", "scope"): "scope", ("fit_tiles", "capacity"): "capacity",
     ("feed", "dst"): "dst", ("drain", "src"): "src", ("rescope", "scope"): "scope",
-    ("relayout", "scope"): "scope",
+    ("relayout", "scope"): "scope", ("tile_deeper", "scope"): "scope", ("tile_deeper", "capacity"): "capacity",
 }
 VECTOR_WIDTHS = (64, 128, 32, 16)
 
@@ -34,8 +34,8 @@ def explore_fault(fault: dict, view) -> list[tuple[str, dict]]:
     code, f = fault.get("code", ""), fault_fields(fault)
     onchip = [s for s in view.scopes if s != "global"]
     if code == manual.SCOPE_OVERFLOW and "capacity" in f and f.get("scope"):
-        return [("fit_tiles", {"scope": f["scope"], "capacity": int(f["capacity"])}),
-                ("tile_columns", {"factor": 64})]
+        fit = {"scope": f["scope"], "capacity": int(f["capacity"])}
+        return [("fit_tiles", fit), ("tile_deeper", fit), ("tile_columns", {"factor": 64})]
     if code == manual.ILLEGAL_PATH and "src" in f and "dst" in f:
         src, dst = f["src"], f["dst"]
         vias = _by_role(view, [s for s in onchip if s not in (src, dst)], operand=False)

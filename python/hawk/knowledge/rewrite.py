@@ -774,8 +774,34 @@ def tile_columns(script: Script, p: dict, env: Env) -> Script | None:
     its row tile loop under the column tile loop: what each tile stages shrinks with it (a
     fused GEMM no longer stages the whole weight matrix per row tile)."""
     factor = int(p["factor"])
-    if factor < 1:
+    return _tile_under(script, lambda nest, row: nest[-1], factor) if factor >= 1 else None
+
+
+@rewrite("scope", "capacity")
+def tile_deeper(script: Script, p: dict, env: Env) -> Script | None:
+    """Tile the loop after the one the program tiles, by the largest power of two that makes
+    what lives in ``scope`` fit ``capacity``, and move what was placed under the row tile
+    under the new tile: for a tile that cannot shrink any more (a batch of one, one row)."""
+    scope, capacity = p["scope"], int(p["capacity"])
+    base = script.render()
+    peak = _peak(base, scope, env)
+    if capacity < 1 or peak is None or peak <= capacity:
         return None
+    for factor in (256, 128, 64, 32, 16, 8, 4, 2, 1):
+        trial = parse_script(base)
+        trial = _tile_under(trial, lambda nest, row: nest[nest.index(row) + 1], factor) if trial else None
+        if trial is None:
+            return None
+        peak = _peak(trial.render(), scope, env)
+        if peak is not None and peak <= capacity:
+            return trial
+    return None
+
+
+def _tile_under(script: Script, pick, factor: int) -> Script | None:
+    """Split the loop ``pick(nest, row_loop)`` of the first placed block's loop nest by
+    ``factor``, put its outer part inside the row tile loop and move every placement under
+    the row tile loop under it."""
     placements = [i for i, ln in enumerate(script.lines) if ln.prim in ("compute_at", "reverse_compute_at")]
     if not placements:
         return None
@@ -788,9 +814,9 @@ def tile_columns(script: Script, p: dict, env: Env) -> Script | None:
     nest = next((ln for ln in script.lines[:made] if ln.prim == "get_loops" and row_loop in ln.targets), None)
     if nest is None or nest.targets[-1] == row_loop:
         return None
-    col = nest.targets[-1]
+    col = pick(nest.targets, row_loop)
     if any(ln.prim == "split" and ln.ref("loop") == col for ln in script.lines):
-        return None  # the columns are tiled already
+        return None  # tiled already
     outer = script.fresh()
     col_outer, col_inner = outer + "_co", outer + "_ci"
     insert = [Line([col_outer, col_inner], "split", {"loop": Src(col), "factors": [None, factor]}),
