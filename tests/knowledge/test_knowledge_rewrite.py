@@ -322,3 +322,27 @@ def test_hostile_parameters_from_an_imported_triple_never_crash_a_rewrite(relu, 
     for value in (0, -1, 2**62, 1e308, -1e308, "x" * 10_000, "global\x00npu", "__import__('os')", "", 0.5):
         out = apply_rewrite(text, name, dict.fromkeys(PARAMS[name], value), env)
         assert out is None or apply_program(out, relu.module()).ok  # a program admission accepts, or nothing
+
+
+def test_to_matrix_puts_a_convolution_on_the_matrix_unit(davinci, edge):
+    from hawk.runtime.timing import time_kernel
+
+    wl = find_workload("conv2d_resnet_3x3")  # 14x14 outputs: rows padded to whole fractals
+    for spec, stage in ((davinci, "global.npu.l1"), (edge, "global.npu.spm")):
+        register_intrinsics(spec)
+        env = Env(wl, api_view(spec))
+        on_vector = BATCH_OF_ONE  # the output tiled by rows, everything staged for the vector unit
+        assert ("to_matrix", {"stage": stage, "n_tile": 8, "k_tile": 4}) in explore_bottleneck(on_vector, api_view(spec))
+        cube = apply_rewrite(on_vector, "to_matrix", {"stage": stage, "n_tile": 8, "k_tile": 4}, env)
+        assert cube is not None and ".mma_" in cube and "reindex" in cube
+        problems = faults(cube, wl, spec)
+        if spec is edge:  # no path from the accumulator to global memory: drain it through the stage
+            assert [f.code for f in problems] == ["ILLEGAL_PATH"]
+            cube = apply_rewrite(cube, "drain", {"src": "global.npu.acc", "via": stage}, env)
+            problems = faults(cube, wl, spec)
+        assert problems == []
+        assert time_kernel(env.module(cube), spec, wl).cycles < 100_000  # the vector unit's take: millions
+        assert apply_rewrite(cube, "to_matrix", {"stage": stage, "n_tile": 8, "k_tile": 4}, env) is None
+    # no multiply-accumulate with a shared reduction: a depthwise conv has nothing to put there
+    dw = Env(find_workload("dwconv_mobilenet"), api_view(davinci))
+    assert apply_rewrite(BATCH_OF_ONE, "to_matrix", {"stage": "global.npu.l1", "n_tile": 8, "k_tile": 4}, dw) is None

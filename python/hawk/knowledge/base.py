@@ -251,11 +251,12 @@ def worked(repair: Repair, result) -> bool:
 
 
 def progressed(repair: Repair, result) -> bool:
-    """Worth repairing further: a result, or the addressed fault is gone and no more faults
-    remain than before (one fault traded for another is a step a chain may take; a fault left
-    in place, or more of them, is a dead end)."""
+    """Worth repairing further: a result; a faster kernel's rewrite that now faults (it
+    changed what the kernel needs: the fault says what to fix); or the addressed fault is
+    gone and no more faults remain than before (one fault traded for another is a step a
+    chain may take; a fault left in place, or more of them, is a dead end)."""
     if result.is_result or repair.fault is None:
-        return result.is_result
+        return result.is_result or bool(result.fault_records)
     ident = fault_identity(repair.fault)
     return bool(result.fault_records) and all(fault_identity(f) != ident for f in result.fault_records) \
         and len(result.fault_records) <= len(repair.before.fault_records)

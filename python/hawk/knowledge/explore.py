@@ -56,8 +56,9 @@ def explore_fault(fault: dict, view) -> list[tuple[str, dict]]:
 
 
 def explore_bottleneck(program: str, view) -> list[tuple[str, dict]]:
-    """Rewrites that may make a correct kernel faster, one of each kind first: reduce rows
-    with the vector unit's reduce intrinsics, vectorise reductions across their output,
+    """Rewrites that may make a correct kernel faster, one of each kind first: put a
+    multiply-accumulate on the matrix intrinsic, reduce rows with the vector unit's reduce
+    intrinsics, vectorise reductions across their output,
     overlap the loads from global memory, move more data per transfer, vectorise what is
     scalar; then the variants."""
     script = parse_script(program)
@@ -73,7 +74,9 @@ def explore_bottleneck(program: str, view) -> list[tuple[str, dict]]:
         (later if key in seen else first_copies).append(scope)
         seen.add(key)
     staged = list(dict.fromkeys(first_copies + later))
-    kinds = [[("lane_reduce", {})], [("vectorize_reduce", {"width": VECTOR_WIDTHS[0]})],
+    onchip = [s for s in view.scopes if s != "global"]
+    kinds = [[("to_matrix", {"stage": s, "n_tile": 8, "k_tile": 4}) for s in _by_role(view, onchip, operand=False)[:2]],
+             [("lane_reduce", {})], [("vectorize_reduce", {"width": VECTOR_WIDTHS[0]})],
              [("double_buffer", {"scope": s}) for s in staged], [("retile", {"factor": 2})],
              [("vectorize", {"width": w}) for w in VECTOR_WIDTHS]]
     return [k[0] for k in kinds if k] + [option for k in kinds for option in k[1:]]

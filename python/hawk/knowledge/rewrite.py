@@ -49,6 +49,7 @@ class Line:
     targets: list[str]
     prim: str
     kw: dict[str, object]
+    unpack: bool = False  # ``b5, = sch.get_producers(...)``: one value unpacked from a list
 
     def render(self) -> str:
         params = _signature(self.prim).parameters
@@ -59,7 +60,8 @@ class Line:
             else:
                 parts.append(f"{k}={_literal(v)}")
         args = ", ".join(parts)
-        lhs = ", ".join(self.targets) + " = " if self.targets else ""
+        lhs = ", ".join(self.targets) + ("," if self.unpack and len(self.targets) == 1 else "") + " = " \
+            if self.targets else ""
         return f"{lhs}sch.{self.prim}({args})"
 
     def ref(self, key: str) -> str | None:
@@ -145,9 +147,11 @@ def parse_script(text: str) -> Script | None:
     for stmt in stmts:
         call = stmt.value
         prim = call.func.attr
+        unpack = False
         if isinstance(stmt, ast.Assign):
             target = stmt.targets[0]
-            targets = [target.id] if isinstance(target, ast.Name) else [e.id for e in target.elts]
+            unpack = not isinstance(target, ast.Name)
+            targets = [target.id] if not unpack else [e.id for e in target.elts]
         else:
             targets = []
         values = [_value(text, a) for a in call.args]
@@ -157,7 +161,7 @@ def parse_script(text: str) -> Script | None:
         except TypeError:
             return None
         bound.pop(next(iter(bound)))  # self
-        lines.append(Line(targets, prim, dict(bound)))
+        lines.append(Line(targets, prim, dict(bound), unpack))
     return Script(header, lines)
 
 
@@ -336,6 +340,25 @@ def drain(script: Script, p: dict, env: Env) -> Script | None:
         if at is not None:
             script.lines.insert(at + 1, Line([], script.lines[at].prim, {**script.lines[at].kw, "block": Src(name)}))
         return drain(script, p, env) or script
+    return _drain_accumulator(script, src, via, env)
+
+
+def _drain_accumulator(script: Script, src: str, via: str, env: Env) -> Script | None:
+    """A block whose output buffer the program put in ``src`` with ``set_scope`` (an
+    accumulator) is read out by the block placed after it (the first ``reverse_compute_at``
+    that follows): that block writes into ``via`` instead, and a copy takes its result on
+    to global memory (``cache_write`` puts it where the block is)."""
+    for at, ln in enumerate(script.lines):
+        if ln.prim != "set_scope" or ln.kw.get("storage_scope") != src:
+            continue
+        placed = next((i for i in range(at + 1, len(script.lines))
+                       if script.lines[i].prim == "reverse_compute_at"), None)
+        if placed is None:
+            continue
+        reader = script.lines[placed]
+        return Script(script.header, script.lines[:placed + 1] + [
+            Line([script.fresh()], "cache_write", {"block": reader.kw["block"], "write_buffer_index": 0,
+                                                   "storage_scope": via})] + script.lines[placed + 1:])
     return None
 
 
@@ -868,3 +891,189 @@ def relayout(script: Script, p: dict, env: Env) -> Script | None:
 
 def _creator_index(script: Script, var: str | None) -> int:
     return next(i for i, ln in enumerate(script.lines) if var in ln.targets)
+
+
+# --- the matrix unit --------------------------------------------------------------------------
+
+MAX_MATRIX_TILE = 64  # fractals per tile side
+
+
+@rewrite("stage", "n_tile", "k_tile")
+def to_matrix(script: Script, p: dict, env: Env) -> Script | None:
+    """Put the workload's multiply-accumulate reduction (a GEMM, a convolution as an implicit
+    GEMM) on the matrix intrinsic whose operand types fit, when the program computes it on
+    another unit: the operand that varies along the output's rows becomes the intrinsic's
+    left operand (gathered im2col-style and padded to whole fractals by TVM's own
+    ``tile_with_tensor_intrin``), the other the right one; both are gathered in ``stage``,
+    moved into the intrinsic's scopes per K step of ``k_tile`` fractals, and accumulate
+    ``n_tile`` fractals of output columns in the intrinsic's accumulator scope. The program
+    written is TVM's trace of those steps; the input program contributes its header."""
+    stage, n_tile, k_tile = p["stage"], int(p["n_tile"]), int(p["k_tile"])
+    if stage not in env.view.scopes or stage == "global" or not (1 <= n_tile <= MAX_MATRIX_TILE) \
+            or not (1 <= k_tile <= MAX_MATRIX_TILE):
+        return None
+    if any(ln.prim == "tensorize" and ".mma_" in str(ln.kw.get("tensor_intrin")) for ln in script.lines):
+        return None  # on the matrix unit already: tiles are the other rewrites' business
+    text = _matrix_program(env, stage, n_tile, k_tile)
+    out = parse_script(text) if text is not None else None
+    if out is None:
+        return None
+    return Script(script.header, out.lines)
+
+
+def _matrix_program(env: Env, stage: str, n_tile: int, k_tile: int) -> str | None:
+    from tvm import s_tir, tirx
+    from tvm.s_tir.schedule.transform import tile_with_tensor_intrin
+
+    from ..propose.program import program_from_trace
+
+    sch = s_tir.Schedule(env.workload.module())
+    found = _mac_block(sch, tirx)
+    if found is None:
+        return None
+    block, left, right, m_var, k_var = found
+    intrin = next((name for name in env.view.intrinsics if ".mma_" in name
+                   and env.view.operands(name).get("A", ("",))[0] == str(left.dtype)), None)
+    fill = next((name for name in env.view.intrinsics if intrin is not None and ".fill_" in name
+                 and env.view.operands(name).get("C", ("",))[0] == env.view.operands(intrin)["C"][0]), None)
+    if fill is None:
+        return None
+    ops = env.view.operands(intrin)
+    try:
+        gathered = _gather_rows(sch, block, left, m_var, k_var)
+        if tile_with_tensor_intrin(sch, block, intrin, allow_padding=True) is None:
+            return None
+        loops = sch.get_loops(block)
+        n_spatial = sum(1 for iv in sch.get(block).iter_vars if int(iv.iter_type) == 0)
+        spatial, reduce, frac = loops[:n_spatial], loops[n_spatial:-3], loops[-3:]
+        if not reduce:
+            return None
+        # whole tiles only: a predicated tile is no fractal
+        n_outer, n_inner = sch.split(spatial[-1], [None, _divisor(int(sch.get(spatial[-1]).extent), n_tile)])
+        k_outer, k_inner = sch.split(reduce[-1], [None, _divisor(int(sch.get(reduce[-1]).extent), k_tile)])
+        # the column tile outermost: the right operand's tile is gathered once and serves
+        # every row tile
+        sch.reorder(n_outer, *spatial[:-1], *reduce[:-1], k_outer, n_inner, k_inner, *frac)
+        row_loop = spatial[-2] if len(spatial) > 1 else n_outer
+        first_k = (reduce[:-1] or [k_outer])[0]
+        sch.set_scope(block, 0, ops["C"][2])
+        for consumer in _downstream(sch, block):  # the accumulator holds one row tile
+            sch.reverse_compute_at(consumer, row_loop)
+        # each operand reaches the stage by the block that gathers or pads it (im2col, zero
+        # pads: a DMA with a guard) or by a plain copy, then its intrinsic scope per K step
+        for operand, letter, at in ((gathered or left, "A", row_loop), (right, "B", n_outer)):
+            index = _read_index(sch, block, operand)
+            src = sch.get(block).reads[index].source
+            made = next((b for b in sch.get_producers(block)
+                         if any(w.source.same_as(src) for w in sch.get(b).writes)), None)
+            if made is None:
+                made = sch.cache_read(block, index, stage)
+            else:
+                sch.set_scope(made, 0, stage)
+            if ops[letter][2] != stage:
+                into = sch.cache_read(block, index, ops[letter][2])
+                sch.compute_at(into, k_outer)
+            sch.compute_at(made, at)
+        init = sch.decompose_reduction(block, first_k)
+        sch.tensorize(frac[0], intrin)
+        sch.tensorize(sch.get_loops(init)[-2], fill)
+        return program_from_trace(sch.trace)
+    except Exception:  # noqa: BLE001 - TVM refuses this mapping for this workload: no rewrite
+        return None
+
+
+def _divisor(extent: int, most: int) -> int:
+    return max(d for d in range(1, min(extent, most) + 1) if extent % d == 0)
+
+
+def _read_index(sch, block, buffer) -> int:
+    """The position of ``buffer`` (a buffer or a name; or the buffer padded from it) among the
+    block's reads."""
+    name = buffer if isinstance(buffer, str) else buffer.name
+    for i, region in enumerate(sch.get(block).reads):
+        if region.source.name in (name, f"{name}_pad"):
+            return i
+    raise ValueError(f"{name} is not read by the block")
+
+
+def _index_vars(ranges, iter_vars) -> set[int]:
+    """Positions of the block iterators the indices of an access (its ranges) use."""
+    used: set[int] = set()
+    for rng in ranges:
+        names: set[str] = set()
+        _collect_vars(rng.min, names)
+        used |= {i for i, iv in enumerate(iter_vars) if iv.var.name in names}
+    return used
+
+
+def _collect_vars(expr, names: set) -> None:
+    import tvm
+    from tvm import tirx
+
+    if isinstance(expr, tirx.Var):
+        names.add(expr.name)
+    for attr in ("a", "b", "value"):
+        child = getattr(expr, attr, None)
+        if isinstance(child, tvm.ir.Expr):
+            _collect_vars(child, names)
+
+
+def _mac_block(sch, tirx):
+    """(block, left, right, m, k) for the one multiply-accumulate reduction of the workload:
+    ``right`` is the operand that brings the output's innermost axis, ``left`` the one that
+    brings its rows (``m``: the innermost output iterator only it indexes); ``k`` is the
+    innermost reduction iterator both index. None if the workload has no such block."""
+    found = []
+    for rv in sch.get_child_blocks(sch.get_sblock("root")):
+        blk = sch.get(rv)
+        value = getattr(blk.body, "value", None)
+        if not (isinstance(value, tirx.Add) and isinstance(value.b, tirx.Mul)):
+            continue
+        ivs, out = blk.iter_vars, blk.writes[0]
+        reads = [r for r in blk.reads if not r.source.same_as(out.source)]
+        if len(reads) != 2 or not out.region:
+            continue
+        used = [_index_vars(r.region, ivs) for r in reads]
+        last = _index_vars(out.region[-1:], ivs)
+        r = next((i for i in (0, 1) if last & (used[i] - used[1 - i])), None)
+        if r is None:
+            continue
+        a, b = used[1 - r], used[r]
+        rows = [i for i in sorted(a & _index_vars(out.region, ivs)) if i not in b]
+        reduce = sorted(i for i in a & b if int(ivs[i].iter_type) == 2)
+        if rows and reduce:
+            found.append((rv, reads[1 - r].source, reads[r].source, rows[-1], reduce[-1]))
+    return found[0] if len(found) == 1 else None
+
+
+def _plain(region, blk) -> bool:
+    """Every index of the access is one block iterator (no ``y + rh``)."""
+    return all(any(rng.min.same_as(iv.var) for iv in blk.iter_vars) for rng in region.region)
+
+
+def _gather_rows(sch, block, left, m_var: int, k_var: int) -> str | None:
+    """A left operand indexed by sums of iterators (a convolution's ``y + rh``) becomes an
+    im2col buffer, laid out with the rows and the reduction last (the two axes the
+    intrinsic's fractal takes); its name, or None when the operand is read as it is."""
+    from tvm.tirx import IndexMap
+
+    blk = sch.get(block)
+    index = next(i for i, r in enumerate(blk.reads) if r.source.same_as(left))
+    if _plain(blk.reads[index], blk):
+        return None
+    col = sch.reindex(block, ("read", index))
+    buf = sch.get(col).writes[0].source
+    blk = sch.get(block)
+    region = next(r for r in blk.reads if r.source.same_as(buf))
+    dims = [next(i for i, iv in enumerate(blk.iter_vars) if rng.min.same_as(iv.var)) for rng in region.region]
+    nd = len(dims)
+    perm = [j for j in range(nd) if dims[j] not in (m_var, k_var)] + [dims.index(m_var), dims.index(k_var)]
+    sch.transform_layout(col, ("write", 0), IndexMap.from_func(lambda *axes: [axes[i] for i in perm], ndim=nd))
+    return buf.name
+
+
+def _downstream(sch, block) -> list:
+    """Every block after ``block`` in the program, in order."""
+    order = list(sch.get_child_blocks(sch.get_sblock("root")))
+    names = [sch.get(rv).name_hint for rv in order]
+    return order[names.index(sch.get(block).name_hint) + 1:]

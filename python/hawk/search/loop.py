@@ -364,7 +364,9 @@ class _KnowledgeSession:
             if fix is not None:
                 self.kb.observe(fix, cand, workload=self.workload, target=self.spec.name, proposer=self.proposer)
         if cand.fault_records or (cand.is_result and result.best is cand):
-            self.pending[:0] = self.kb.plan(cand, self.workload, self.view, depth=depth, tried=self.tried)
+            # a correct kernel ends a chain of legality repairs: its speed-ups start a new one
+            self.pending[:0] = self.kb.plan(cand, self.workload, self.view, depth=0 if cand.is_result else depth,
+                                            tried=self.tried)
 
 
 def _evaluate(task: Task, workload: Workload, spec: HardwareSpec, proposer: Proposer, iteration: int, *,
