@@ -253,12 +253,14 @@ def worked(repair: Repair, result) -> bool:
 def progressed(repair: Repair, result) -> bool:
     """Worth repairing further: a result; a faster kernel's rewrite that now faults (it
     changed what the kernel needs: the fault says what to fix); or the addressed fault is
-    gone and no more faults remain than before (one fault traded for another is a step a
-    chain may take; a fault left in place, or more of them, is a dead end)."""
+    gone or moved (the same fault with other numbers: a burst that grew, a buffer that shrank)
+    and no more faults remain than before (one fault traded for another is a step a chain
+    may take; a fault left exactly in place, or more of them, is a dead end)."""
     if result.is_result or repair.fault is None:
         return result.is_result or bool(result.fault_records)
-    ident = fault_identity(repair.fault)
-    return bool(result.fault_records) and all(fault_identity(f) != ident for f in result.fault_records) \
+    same = (fault_identity(repair.fault), repair.fault.get("observed"))
+    return bool(result.fault_records) and all((fault_identity(f), f.get("observed")) != same
+                                               for f in result.fault_records) \
         and len(result.fault_records) <= len(repair.before.fault_records)
 
 
