@@ -499,13 +499,13 @@ def vectorize(script: Script, p: dict, env: Env) -> Script | None:
     tensorized = set(script.tensorized())
     changed = False
     copies_in_place = _copies_within_a_scope(script)
-    for ln in list(script.lines):
-        if not ln.targets or not (ln.prim == "get_sblock" or ln.targets[0] in copies_in_place):
+    blocks = [(ln.targets[0], ln.kw.get("name")) for ln in script.lines if ln.prim == "get_sblock" and ln.targets]
+    blocks += [(var, None) for ln in script.lines if ln.prim == "get_child_blocks" for var in ln.targets]
+    blocks += [(var, None) for var in sorted(copies_in_place)]
+    for var, name in blocks:
+        if var in vectorized or var in tensorized or name == "root":
             continue
-        var = ln.targets[0]
-        if var in vectorized or var in tensorized:
-            continue
-        name = ln.kw.get("name") if ln.prim == "get_sblock" else env.block_name(script, var)
+        name = name if isinstance(name, str) else env.block_name(script, var)
         extent = _innermost_spatial_extent(mod, name, tirx)
         if not extent or extent < 2:
             continue
@@ -957,8 +957,7 @@ def _matrix_program(env: Env, stage: str, n_tile: int, k_tile: int) -> str | Non
         row_loop = spatial[-2] if len(spatial) > 1 else n_outer
         first_k = (reduce[:-1] or [k_outer])[0]
         sch.set_scope(block, 0, ops["C"][2])
-        for consumer in _downstream(sch, block):  # the accumulator holds one row tile
-            sch.reverse_compute_at(consumer, row_loop)
+        _epilogue(sch, block, row_loop, _compute_scope(env.view), ops["C"][2])
         # each operand reaches the stage by the block that gathers or pads it (im2col, zero
         # pads: a DMA with a guard) or by a plain copy, then its intrinsic scope per K step
         for operand, letter, at in ((gathered or left, "A", row_loop), (right, "B", n_outer)):
@@ -980,6 +979,45 @@ def _matrix_program(env: Env, stage: str, n_tile: int, k_tile: int) -> str | Non
         return program_from_trace(sch.trace)
     except Exception:  # noqa: BLE001 - TVM refuses this mapping for this workload: no rewrite
         return None
+
+
+def _epilogue(sch, block, row_loop, compute: str | None, acc: str) -> None:
+    """Everything after the reduction runs per row tile (the accumulator holds one). A plain
+    read-out (a cast) stays a move out of the accumulator; anything more (a bias, an
+    activation, a norm's affine) is computed in ``compute``, where the vector unit works:
+    its inputs and the accumulator are copied there and its result copied out."""
+    import tvm
+    from tvm import tirx
+
+    down = _downstream(sch, block)
+    for consumer in down:
+        sch.reverse_compute_at(consumer, row_loop)
+    only = sch.get(down[0]) if len(down) == 1 else None
+    if only is not None and len(only.reads) == 1 and isinstance(only.body, tirx.BufferStore) and isinstance(
+            getattr(only.body.value, "value", only.body.value), tvm.ir.expr.TensorLoad):  # tirx.BufferLoad: a constructor
+        return
+    if compute is None:
+        return
+    for i, rv in enumerate(down):
+        reads = sch.get(rv).reads
+        for index, region in enumerate(reads):
+            if region.source.scope() in ("global", acc) and not any(
+                    sch.get(other).writes[0].source.same_as(region.source) for other in down):
+                sch.cache_read(rv, index, compute)  # the copy lands where its reader is
+        if i < len(down) - 1:
+            sch.set_scope(rv, 0, compute)
+        else:
+            sch.reverse_compute_at(sch.cache_write(rv, 0, compute), row_loop)  # lands at the root
+
+
+def _compute_scope(view) -> str | None:
+    """The scope a unit computes in: where an intrinsic keeps all its operands (the vector
+    unit's reductions), as the api view names them."""
+    for name in view.intrinsics:
+        scopes = {op[2] for op in view.operands(name).values()}
+        if len(view.operands(name)) > 1 and len(scopes) == 1:
+            return scopes.pop()
+    return None
 
 
 def _divisor(extent: int, most: int) -> int:
