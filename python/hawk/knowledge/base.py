@@ -27,7 +27,7 @@ from ..ir.features import kernel_features
 from ..ir.graph import kernel_fingerprint, program_tokens
 from .explore import bind, explore_bottleneck, explore_fault, fault_fields
 from .render import for_prompt
-from .retrieval import RetrievalConfig, retrieve
+from .retrieval import Hit, RetrievalConfig, retrieve, semantic_vector
 from .rewrite import Env, apply_rewrite
 from .store import Application, KnowledgeStore
 from .triple import (
@@ -66,6 +66,8 @@ class Repair:
     fault: dict | None  # the fault it addresses (None: the bottleneck)
     depth: int
     triple_id: str = ""
+    features: dict = field(default_factory=dict)  # the query's semantic vector when it was retrieved
+    scores: dict = field(default_factory=dict)  # its retrieval scores then
 
 
 @dataclass
@@ -117,9 +119,12 @@ class Knowledge:
             return Context(trigger=BOTTLENECK, pipe=candidate.bottleneck, profile=dict(candidate.busy), **base)
         return Context(trigger="start", **base)
 
-    def retrieve(self, query: Context) -> list[Triple]:
+    def hits(self, query: Context) -> list[Hit]:
         self.retrievals += 1
-        return [h.triple for h in retrieve(self.triples(), query, self.options.retrieval)]
+        return retrieve(self.triples(), query, self.options.retrieval)
+
+    def retrieve(self, query: Context) -> list[Triple]:
+        return [h.triple for h in self.hits(query)]
 
     def prompt_items(self, query: Context) -> list[str]:
         items = []
@@ -147,7 +152,7 @@ class Knowledge:
             return []
         out: list[Repair] = []
 
-        def add(rewrite, params, origin, triple_id=""):
+        def add(rewrite, params, origin, triple_id="", scores=None):
             key = (candidate.text, rewrite, tuple(sorted(params.items())))
             if key in tried:
                 return False
@@ -156,18 +161,22 @@ class Knowledge:
             if text is None or ("text", text) in tried:  # a program already run tells nothing new
                 return False
             tried.add(("text", text))
-            out.append(Repair(text, rewrite, params, origin, candidate, fault, depth + 1, triple_id))
+            out.append(Repair(text, rewrite, params, origin, candidate, fault, depth + 1, triple_id,
+                              features=semantic_vector(query), scores=scores or {}))
             return True
 
+        query = self.query(workload, candidate)
         if self.options.repair:
             used = 0
-            for t in self.retrieve(self.query(workload, candidate)):
+            for hit in self.hits(query):
+                t = hit.triple
                 if used >= MAX_FROM_KNOWLEDGE:
                     break
                 matches = (t.context.trigger == FAULT and fault is not None and t.context.code == fault.get("code")) \
                     or (t.context.trigger == BOTTLENECK and fault is None and t.context.pipe == candidate.bottleneck)
+                scores = {"fused": hit.score, **{f"rank:{axis}": r for axis, r in hit.ranks.items()}}
                 if matches and add(t.executable.rewrite, bind(t.executable.rewrite, t.executable.params, fault),
-                                   "knowledge", t.id):
+                                   "knowledge", t.id, scores):
                     used += 1
         # a fault is explored once per depth of a repair chain (a chain may meet it again, smaller)
         identity = ("explored", depth) + (fault_identity(fault) if fault is not None else ("bottleneck", candidate.text))
@@ -209,7 +218,8 @@ class Knowledge:
                 repair.triple_id, self.run, workload.name, target, result.iteration, applied=True, fixed=fixed,
                 correct=result.correct, cycles_before=cycles_before if repair.fault is None else None,
                 cycles_after=cycles_after if repair.fault is None else None,
-                new_faults=tuple(result.faults), detail=result.message[:500]))
+                new_faults=tuple(result.faults), detail=result.message[:500], features=repair.features,
+                scores=repair.scores))
             self._triples = None
             source = self.store.get(repair.triple_id)
             if source is None or not fixed or source.executable.params == repair.params:

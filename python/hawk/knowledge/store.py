@@ -20,14 +20,14 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
 from .triple import ACTIVE, Triple, TripleError
 
 APPLICATION_ID = 0x48574B31  # "HWK1"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 EXPORT_FORMAT = "hawk-knowledge"
 BUSY_TIMEOUT_S = 30.0
 
@@ -58,6 +58,28 @@ MIGRATIONS = (
         created REAL NOT NULL
     );
     CREATE INDEX applications_triple ON applications(triple_id);""",
+    # v3: what distillation judges by -- each application's context and retrieval scores,
+    # the record of every prune, merge and rewrite (reversible), and the effect model
+    """ALTER TABLE applications ADD COLUMN features TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE applications ADD COLUMN scores TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        created REAL NOT NULL,
+        action TEXT NOT NULL,
+        triples TEXT NOT NULL,
+        before TEXT NOT NULL,
+        after TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        arbiter TEXT NOT NULL,
+        reverted INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE models (
+        name TEXT PRIMARY KEY,
+        format TEXT NOT NULL,
+        body BLOB NOT NULL,
+        meta TEXT NOT NULL,
+        created REAL NOT NULL
+    );""",
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -82,6 +104,8 @@ class Application:
     cycles_after: int | None = None
     new_faults: tuple[str, ...] = ()
     detail: str = ""
+    features: dict = field(default_factory=dict)  # the context it was applied in (semantic vector)
+    scores: dict = field(default_factory=dict)  # its retrieval scores then (fused, rank per axis)
 
 
 class KnowledgeStore:
@@ -248,11 +272,12 @@ class KnowledgeStore:
             with self._write() as db:
                 db.execute(
                     "INSERT INTO applications (triple_id, run, workload, target, iteration, applied, fixed, correct, "
-                    "cycles_before, cycles_after, new_faults, detail, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "cycles_before, cycles_after, new_faults, detail, created, features, scores) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (app.triple_id, app.run, app.workload, app.target, app.iteration, int(app.applied),
                      int(app.fixed), int(app.correct), app.cycles_before, app.cycles_after,
-                     json.dumps(list(app.new_faults)), app.detail[:2000], time.time()))
+                     json.dumps(list(app.new_faults)), app.detail[:2000], time.time(),
+                     json.dumps(_numbers(app.features), sort_keys=True), json.dumps(_numbers(app.scores), sort_keys=True)))
                 row = db.execute("SELECT id, body FROM triples WHERE id = ?", (app.triple_id,)).fetchone()
                 if row is None or not app.applied:
                     return None
@@ -272,8 +297,8 @@ class KnowledgeStore:
             raise StoreError(f"{self.path}: cannot write: {err}") from None
 
     def applications(self, triple_id: str | None = None) -> list[dict]:
-        cols = ("triple_id", "run", "workload", "target", "iteration", "applied", "fixed", "correct",
-                "cycles_before", "cycles_after", "new_faults", "detail")
+        cols = ("seq", "triple_id", "run", "workload", "target", "iteration", "applied", "fixed", "correct",
+                "cycles_before", "cycles_after", "new_faults", "detail", "features", "scores")
         sql = f"SELECT {', '.join(cols)} FROM applications"
         rows = self._query(sql + " WHERE triple_id = ? ORDER BY seq", (triple_id,)) if triple_id else \
             self._query(sql + " ORDER BY seq")
@@ -282,7 +307,8 @@ class KnowledgeStore:
             d = dict(zip(cols, row))
             for k in ("applied", "fixed", "correct"):
                 d[k] = bool(d[k])
-            d["new_faults"] = json.loads(d["new_faults"])
+            for k in ("new_faults", "features", "scores"):
+                d[k] = json.loads(d[k])
             out.append(d)
         return out
 
@@ -363,6 +389,12 @@ def read_export(path: str | Path) -> list[Triple]:
         except TripleError as err:
             raise StoreError(f"{path}: triples[{i}]: {err}") from None
     return out
+
+
+def _numbers(d: dict) -> dict[str, float]:
+    """Only finite numbers under string keys reach the log."""
+    return {str(k): float(v) for k, v in d.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def _count(items) -> dict[str, int]:
