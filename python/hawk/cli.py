@@ -106,11 +106,16 @@ def _parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     k = sub.add_parser("kb", help="inspect, export and import a knowledge store")
-    k.add_argument("action", choices=["list", "show", "export", "import", "stats"])
-    k.add_argument("item", nargs="?", help="triple id (show), output file (export), export file (import)")
+    k.add_argument("action", choices=["list", "show", "export", "import", "stats", "distill", "history", "revert"])
+    k.add_argument("item", nargs="?", help="triple id (show), output file (export), export file (import), "
+                                            "history entry (revert)")
     k.add_argument("--kb", required=True, metavar="PATH", help="the knowledge store (SQLite file)")
     k.add_argument("--all", action="store_true", help="list pruned and merged triples too")
+    k.add_argument("--dry-run", action="store_true", help="distill: say what would change, change nothing")
+    k.add_argument("--llm", default="offline", metavar="offline|openai|replay:FILE",
+                   help="distill: the arbiter (offline: the evidence alone decides)")
     k.add_argument("--json", action="store_true")
+    _add_llm_flags(k)
     k.set_defaults(func=cmd_kb)
     return p
 
@@ -123,7 +128,7 @@ def _add_host_flags(parser) -> None:
 
 def _add_ablation_flag(parser) -> None:
     parser.add_argument("--kb-ablation", default="none",
-                        choices=["none", "free-text", "syntactic", "semantic", "no-bottleneck"],
+                        choices=["none", "free-text", "syntactic", "semantic", "no-bottleneck", "no-distill"],
                         help="take one part of knowledge away: executables (free-text), an axis of retrieval, "
                              "or the bottleneck weighting")
 
@@ -161,10 +166,13 @@ def cmd_kb(args) -> int:
     from .knowledge import KnowledgeStore, StoreError
     from .knowledge.render import describe
 
-    writes = args.action == "import"
-    if args.action in ("show", "export", "import") and not args.item:
+    writes = args.action in ("import", "revert") or (args.action == "distill" and not args.dry_run)
+    if args.action in ("show", "export", "import", "revert") and not args.item:
         raise UsageError(f"kb {args.action} needs " + {"show": "a triple id", "export": "an output file",
-                                                         "import": "an export file"}[args.action])
+                                                         "import": "an export file",
+                                                         "revert": "a history entry number"}[args.action])
+    if args.action in ("distill", "history", "revert"):
+        return _kb_distillation(args, writes)
     if not writes and not Path(args.kb).exists():
         raise UsageError(f"{args.kb}: no such knowledge store")
     try:
@@ -202,6 +210,50 @@ def cmd_kb(args) -> int:
                 else:
                     for key, value in stats.items():
                         print(f"{key:14s} {value}")
+    except StoreError as err:
+        raise UsageError(str(err)) from None
+    return EXIT_OK
+
+
+def _kb_distillation(args, writes: bool) -> int:
+    from .knowledge import KnowledgeStore, StoreError
+    from .knowledge.distill import distill, history_time, revert
+
+    if not Path(args.kb).exists():
+        raise UsageError(f"{args.kb}: no such knowledge store")
+    arbiter = None
+    if args.action == "distill" and args.llm != "offline":
+        _, arbiter = _make_proposer(args)
+    try:
+        with KnowledgeStore(args.kb, readonly=not writes) as kb:
+            if args.action == "distill":
+                report = distill(kb, llm=arbiter, dry_run=args.dry_run)
+                if args.json:
+                    print(json.dumps(report.to_dict(), indent=1))
+                    return EXIT_OK
+                verb = "would apply" if args.dry_run else "applied"
+                print(f"distill ({'llm' if arbiter else 'deterministic'} arbiter): {verb} "
+                      f"{len(report.applied)} decision(s), rejected {len(report.rejected)}")
+                for e in report.applied:
+                    seq = f"#{e['seq']} " if "seq" in e else ""
+                    print(f"  {seq}{e['action']:7s} {' '.join(e['triples'])}: {e['reason']}")
+                for e in report.rejected:
+                    print(f"  rejected {e['action']} {' '.join(e.get('triples', []))}: {e['rejected']}")
+            elif args.action == "history":
+                entries = kb.history()
+                if args.json:
+                    print(json.dumps(entries, indent=1))
+                    return EXIT_OK
+                for h in entries:
+                    mark = " (reverted)" if h["reverted"] else ""
+                    print(f"#{h['seq']:<4d} {history_time(h)}  {h['action']:7s} by {h['arbiter']:13s} "
+                          f"{' '.join(h['triples'])}{mark}\n      {h['reason']}")
+            else:
+                try:
+                    seq = revert(kb, int(args.item))
+                except ValueError as err:
+                    raise UsageError(f"kb revert {args.item}: {err}") from None
+                print(f"reverted #{args.item} (recorded as #{seq})")
     except StoreError as err:
         raise UsageError(str(err)) from None
     return EXIT_OK

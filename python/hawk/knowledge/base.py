@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 
 from ..ir.features import kernel_features
 from ..ir.graph import kernel_fingerprint, program_tokens
+from . import effect
+from .effect import EffectModel
 from .explore import bind, explore_bottleneck, explore_fault, fault_fields
 from .render import for_prompt
 from .retrieval import Hit, RetrievalConfig, retrieve, semantic_vector
@@ -45,6 +47,8 @@ from .triple import (
 MAX_DEPTH = 4  # a repair of a repair of ...: one fault after another on the way to a legal kernel
 MAX_FROM_KNOWLEDGE = 2
 MAX_EXPLORE = 3  # rewrites tried per fault or per new best kernel
+DISTILL_EVERY = 20  # applications between rounds of distillation during tuning
+EFFECT_FLOOR = 0.25  # a triple the model doubts still counts a quarter of its fused score
 REPAIRS_IN_A_ROW = 2  # then the proposer's turn: repairs must not starve the search they serve
 IDENTITY_FIELDS = ("scope", "src", "dst", "unit")
 
@@ -77,22 +81,31 @@ class KnowledgeOptions:
     repair: bool = True  # apply executables directly as repairs
     executable: bool = True  # prompts carry the executable part (False: free-text knowledge only)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    effect_model: bool = True  # rank retrieval with the effect model (once trained) and keep it trained
+    distill: bool = True  # prune, merge and resolve by the evidence every DISTILL_EVERY applications
 
 
 class Knowledge:
     """Knowledge as one tuning run uses it (``store`` is shared with other runs)."""
 
     def __init__(self, store: KnowledgeStore, *, run: str | None = None, options: KnowledgeOptions | None = None,
-                 writer=None):
+                 writer=None, arbiter=None):
         """``writer`` (an ``hawk.propose.llm.LLMClient``) writes the semantics of new triples;
-        without one, or when it fails, they are written from the device's own numbers."""
+        without one, or when it fails, they are written from the device's own numbers.
+        ``arbiter`` (an LLM client) arbitrates distillation; without one the evidence alone
+        decides. Either way every decision is checked against the evidence."""
         self.store = store
+        self.arbiter = arbiter
+        self.distilled_at = 0  # applications in the store at the last distillation
+        self.distillations: list = []
         self.run = run or uuid.uuid4().hex[:12]
         self.options = options or KnowledgeOptions()
         self.writer = writer
         self.retrievals = 0
         self.learned: list[str] = []
         self._triples: list[Triple] | None = None
+        self._effect: EffectModel | None = None
+        self._effect_loaded = False
 
     # --- retrieval ----------------------------------------------------------------------------
 
@@ -120,8 +133,52 @@ class Knowledge:
         return Context(trigger="start", **base)
 
     def hits(self, query: Context) -> list[Hit]:
+        """The top K for ``query``: the 2D fusion's candidates (three times K), reranked by the
+        effect model's chance that each fixes this context, once there is a model."""
         self.retrievals += 1
-        return retrieve(self.triples(), query, self.options.retrieval)
+        config = self.options.retrieval
+        model = self.effect() if self.options.effect_model else None
+        if model is None or not model.ready:
+            return retrieve(self.triples(), query, config)
+        pool = retrieve(self.triples(), query, replace(config, top_k=config.top_k * 3))
+        vector = semantic_vector(query)
+        rows = [effect.row(h.triple, vector, _scores(h), (h.triple.stats.successes, h.triple.stats.applications))
+                for h in pool]
+        chance, _ = model.predict(rows)
+        ranked = [replace(h, score=h.score * (EFFECT_FLOOR + p)) for h, p in zip(pool, chance, strict=True)]
+        ranked.sort(key=lambda h: (-h.score, h.triple.id))
+        return ranked[: config.top_k]
+
+    def maybe_distill(self):
+        """A round of distillation once ``DISTILL_EVERY`` applications arrived since the last."""
+        from .distill import distill
+
+        n = self.store.application_count()
+        if n - self.distilled_at < DISTILL_EVERY:
+            return None
+        self.distilled_at = n
+        report = distill(self.store, llm=self.arbiter)
+        self.distillations.append(report)
+        self._triples = None
+        return report
+
+    def effect(self) -> EffectModel | None:
+        if not self._effect_loaded:
+            self._effect, self._effect_loaded = effect.load(self.store), True
+        return self._effect
+
+    def retrain(self, *, force: bool = False) -> EffectModel | None:
+        """Train the effect model further when enough new evidence arrived (``force``: now)."""
+        n = self.store.application_count()
+        current = self.effect()
+        last = (current.meta.get("applications", 0) if current is not None else 0)
+        if n < effect.MIN_APPLICATIONS or (not force and n - last < effect.RETRAIN_EVERY):
+            return current
+        model = effect.train(self.store.applications(), {t.id: t for t in self.store.triples(status=None)}, current)
+        if model is not None:
+            effect.save(self.store, model)
+            self._effect = model
+        return self._effect
 
     def retrieve(self, query: Context) -> list[Triple]:
         return [h.triple for h in self.hits(query)]
@@ -174,7 +231,7 @@ class Knowledge:
                     break
                 matches = (t.context.trigger == FAULT and fault is not None and t.context.code == fault.get("code")) \
                     or (t.context.trigger == BOTTLENECK and fault is None and t.context.pipe == candidate.bottleneck)
-                scores = {"fused": hit.score, **{f"rank:{axis}": r for axis, r in hit.ranks.items()}}
+                scores = _scores(hit)
                 if matches and add(t.executable.rewrite, bind(t.executable.rewrite, t.executable.params, fault),
                                    "knowledge", t.id, scores):
                     used += 1
@@ -221,6 +278,10 @@ class Knowledge:
                 new_faults=tuple(result.faults), detail=result.message[:500], features=repair.features,
                 scores=repair.scores))
             self._triples = None
+            if self.options.effect_model:
+                self.retrain()
+            if self.options.distill:
+                self.maybe_distill()
             source = self.store.get(repair.triple_id)
             if source is None or not fixed or source.executable.params == repair.params:
                 return None
@@ -243,6 +304,10 @@ class Knowledge:
             self.learned.append(triple.id)
         self._triples = None
         return triple
+
+
+def _scores(hit: Hit) -> dict[str, float]:
+    return {"fused": hit.score, **{f"rank:{axis}": float(r) for axis, r in hit.ranks.items()}}
 
 
 def worked(repair: Repair, result) -> bool:
@@ -347,7 +412,7 @@ def _diff(before: str, after: str) -> str:
     return "\n".join(lines[:40])
 
 
-ABLATIONS = ("none", "free-text", "syntactic", "semantic", "no-bottleneck")
+ABLATIONS = ("none", "free-text", "syntactic", "semantic", "no-bottleneck", "no-distill")
 
 
 def ablation_options(ablation: str = "none", *, learn: bool = True) -> KnowledgeOptions:
@@ -355,7 +420,9 @@ def ablation_options(ablation: str = "none", *, learn: bool = True) -> Knowledge
 
     ``free-text``: prompts carry the rationale only and no executable is applied as a repair
     (exploration still runs and still learns); ``syntactic``/``semantic``: retrieval on one
-    axis; ``no-bottleneck``: the bottleneck pipe does not weigh the query."""
+    axis; ``no-bottleneck``: the bottleneck pipe does not weigh the query; ``no-distill``: no
+    distillation and no effect model (the store keeps everything, retrieval ranks by the 2D
+    fusion and the raw record alone)."""
     from .retrieval import SEMANTIC, SYNTACTIC
 
     if ablation not in ABLATIONS:
@@ -364,8 +431,9 @@ def ablation_options(ablation: str = "none", *, learn: bool = True) -> Knowledge
         axes=(SYNTACTIC,) if ablation == "syntactic" else (SEMANTIC,) if ablation == "semantic"
         else (SYNTACTIC, SEMANTIC),
         bottleneck_weighting=ablation != "no-bottleneck")
-    free = ablation == "free-text"
-    return KnowledgeOptions(learn=learn, repair=not free, executable=not free, retrieval=retrieval)
+    free, keep_all = ablation == "free-text", ablation == "no-distill"
+    return KnowledgeOptions(learn=learn, repair=not free, executable=not free, retrieval=retrieval,
+                            effect_model=not keep_all, distill=not keep_all)
 
 
 SEMANTICS_PROMPT = """You explain NPU hardware behaviour to kernel programmers. In one or two sentences,

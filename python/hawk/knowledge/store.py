@@ -312,6 +312,71 @@ class KnowledgeStore:
             out.append(d)
         return out
 
+    # --- history (distillation) ---------------------------------------------------------------
+
+    def record_history(self, action: str, before: list[Triple], after: list[Triple], reason: str, arbiter: str,
+                       *, reverts: int | None = None) -> int:
+        """Write ``after`` over the stored triples and record the change, in one transaction;
+        returns the entry's number. ``reverts`` marks an earlier entry as reverted."""
+        try:
+            with self._write() as db:
+                for t in after:
+                    db.execute("UPDATE triples SET status = ?, verified = ?, body = ? WHERE id = ?",
+                               (t.stats.status, int(t.stats.verified), json.dumps(t.to_dict(), sort_keys=True), t.id))
+                cur = db.execute(
+                    "INSERT INTO history (created, action, triples, before, after, reason, arbiter) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (time.time(), action, json.dumps([t.id for t in after]),
+                     json.dumps([t.to_dict() for t in before], sort_keys=True),
+                     json.dumps([t.to_dict() for t in after], sort_keys=True), reason[:1000], arbiter))
+                if reverts is not None:
+                    db.execute("UPDATE history SET reverted = 1 WHERE seq = ?", (reverts,))
+                return int(cur.lastrowid)
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: cannot write: {err}") from None
+
+    def history(self) -> list[dict]:
+        cols = ("seq", "created", "action", "triples", "before", "after", "reason", "arbiter", "reverted")
+        out = []
+        for r in self._query(f"SELECT {', '.join(cols)} FROM history ORDER BY seq"):
+            d = dict(zip(cols, r))
+            try:
+                for k in ("triples", "before", "after"):
+                    d[k] = json.loads(d[k])
+            except ValueError as err:
+                raise StoreError(f"{self.path}: history entry {d['seq']} is damaged: {err}") from None
+            d["reverted"] = bool(d["reverted"])
+            out.append(d)
+        return out
+
+    def history_entry(self, seq: int) -> dict | None:
+        return next((h for h in self.history() if h["seq"] == seq), None)
+
+    def application_count(self) -> int:
+        return self._query("SELECT count(*) FROM applications WHERE applied = 1")[0][0]
+
+    # --- models --------------------------------------------------------------------------------
+
+    def save_model(self, name: str, body: bytes, meta: dict, fmt: str = "xgboost-json") -> None:
+        """Store a model in its own serialisation (XGBoost JSON: no pickle), replacing the last."""
+        try:
+            with self._write() as db:
+                db.execute("INSERT OR REPLACE INTO models (name, format, body, meta, created) VALUES (?, ?, ?, ?, ?)",
+                           (name, fmt, sqlite3.Binary(body), json.dumps(meta, sort_keys=True), time.time()))
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: cannot write: {err}") from None
+
+    def model(self, name: str) -> tuple[bytes, dict] | None:
+        """(body, meta) of a stored model, or None."""
+        rows = self._query("SELECT format, body, meta FROM models WHERE name = ?", (name,))
+        if not rows:
+            return None
+        fmt, body, meta = rows[0]
+        try:
+            return bytes(body), {"format": fmt, **json.loads(meta)}
+        except ValueError as err:
+            raise StoreError(f"{self.path}: model {name} is damaged: {err}") from None
+
     # --- summary, export, import ---------------------------------------------------------------
 
     def stats(self) -> dict:
@@ -334,6 +399,8 @@ class KnowledgeStore:
             "runs": len({t.provenance.run for t in triples}),
             "applications": apps[0], "applied": apps[1], "fixed": apps[2],
             "skipped": len(self.skipped),
+            "distillation": _count(h["action"] for h in self.history()),
+            "effect_model": _model_summary(self.model("effect.fix")),
         }
 
     def export(self, path: str | Path) -> int:
@@ -389,6 +456,13 @@ def read_export(path: str | Path) -> list[Triple]:
         except TripleError as err:
             raise StoreError(f"{path}: triples[{i}]: {err}") from None
     return out
+
+
+def _model_summary(found) -> dict | None:
+    """What ``kb stats`` says of the effect model: its evidence and measured quality."""
+    if found is None:
+        return None
+    return {k: v for k, v in found[1].items() if k != "names"}
 
 
 def _numbers(d: dict) -> dict[str, float]:
