@@ -134,11 +134,12 @@ class Knowledge:
 
     def hits(self, query: Context) -> list[Hit]:
         """The top K for ``query``: the 2D fusion's candidates (three times K), reranked by the
-        effect model's chance that each fixes this context, once there is a model."""
+        effect model's chance that each fixes this context, once there is a model that has
+        shown it predicts (``EffectModel.trusted``)."""
         self.retrievals += 1
         config = self.options.retrieval
         model = self.effect() if self.options.effect_model else None
-        if model is None or not model.ready:
+        if model is None or not model.trusted:
             return retrieve(self.triples(), query, config)
         pool = retrieve(self.triples(), query, replace(config, top_k=config.top_k * 3))
         vector = semantic_vector(query)
@@ -217,7 +218,6 @@ class Knowledge:
             text = apply_rewrite(candidate.text, rewrite, params, env)
             if text is None or ("text", text) in tried:  # a program already run tells nothing new
                 return False
-            tried.add(("text", text))
             out.append(Repair(text, rewrite, params, origin, candidate, fault, depth + 1, triple_id,
                               features=semantic_vector(query), scores=scores or {}))
             return True

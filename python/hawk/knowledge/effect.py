@@ -23,6 +23,7 @@ from .triple import Triple
 FIX_MODEL, CYCLE_MODEL = "effect.fix", "effect.cycles"
 MIN_APPLICATIONS = 20  # below this the model says nothing and retrieval ranks without it
 RETRAIN_EVERY = 10  # new applications between retrainings
+TRUST_AUC = 0.65
 HOLD_BACK = 0.2
 MAX_FEATURES = 256
 ROUNDS, MORE_ROUNDS = 30, 10
@@ -85,6 +86,13 @@ class EffectModel:
     @property
     def ready(self) -> bool:
         return self.fix is not None and bool(self.names)
+
+    @property
+    def trusted(self) -> bool:
+        """It ranks retrieval only once it has shown, on applications it did not train on,
+        that it tells fixes from failures (AUC at least ``TRUST_AUC``)."""
+        auc = (self.meta.get("quality") or {}).get("auc")
+        return self.ready and auc is not None and auc >= TRUST_AUC
 
     def matrix(self, rows: list[dict]):
         import xgboost as xgb

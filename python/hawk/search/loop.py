@@ -331,6 +331,9 @@ class _KnowledgeSession:
         """The next repair, or None for the proposer's turn (after a few repairs in a row)."""
         from ..knowledge.base import REPAIRS_IN_A_ROW
 
+        # a program queued twice (found again from a newer kernel, and so queued earlier) runs once
+        while self.pending and ("text", self.pending[0].text) in self.tried:
+            self.pending.pop(0)
         if not self.pending or self.in_a_row >= REPAIRS_IN_A_ROW:
             self.in_a_row = 0
             return None
