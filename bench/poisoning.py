@@ -24,7 +24,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from hawk.knowledge import KnowledgeStore, Provenance, Triple
+from hawk.knowledge import KnowledgeStore, Triple
 from hawk.knowledge.triple import Executable, Semantics
 from hawk.npu import api_view, load_spec
 

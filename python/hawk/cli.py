@@ -127,10 +127,12 @@ def _add_host_flags(parser) -> None:
 
 
 def _add_ablation_flag(parser) -> None:
-    parser.add_argument("--kb-ablation", default="none",
-                        choices=["none", "free-text", "syntactic", "semantic", "no-bottleneck", "no-distill"],
+    from .knowledge.base import ABLATIONS
+
+    parser.add_argument("--kb-ablation", default="none", choices=ABLATIONS,
                         help="take one part of knowledge away: executables (free-text), an axis of retrieval, "
-                             "or the bottleneck weighting")
+                             "the bottleneck weighting, distillation with the effect model (no-distill), or the "
+                             "effect model's ranking")
 
 
 def _open_knowledge(path: str, *, readonly: bool, ablation: str, cold: bool = False, writer=None):

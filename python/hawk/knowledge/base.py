@@ -412,7 +412,7 @@ def _diff(before: str, after: str) -> str:
     return "\n".join(lines[:40])
 
 
-ABLATIONS = ("none", "free-text", "syntactic", "semantic", "no-bottleneck", "no-distill")
+ABLATIONS = ("none", "free-text", "syntactic", "semantic", "no-bottleneck", "no-distill", "no-effect-model")
 
 
 def ablation_options(ablation: str = "none", *, learn: bool = True) -> KnowledgeOptions:
@@ -422,7 +422,8 @@ def ablation_options(ablation: str = "none", *, learn: bool = True) -> Knowledge
     (exploration still runs and still learns); ``syntactic``/``semantic``: retrieval on one
     axis; ``no-bottleneck``: the bottleneck pipe does not weigh the query; ``no-distill``: no
     distillation and no effect model (the store keeps everything, retrieval ranks by the 2D
-    fusion and the raw record alone)."""
+    fusion and the raw record alone); ``no-effect-model``: distillation, but retrieval ranked
+    without the effect model."""
     from .retrieval import SEMANTIC, SYNTACTIC
 
     if ablation not in ABLATIONS:
@@ -433,7 +434,7 @@ def ablation_options(ablation: str = "none", *, learn: bool = True) -> Knowledge
         bottleneck_weighting=ablation != "no-bottleneck")
     free, keep_all = ablation == "free-text", ablation == "no-distill"
     return KnowledgeOptions(learn=learn, repair=not free, executable=not free, retrieval=retrieval,
-                            effect_model=not keep_all, distill=not keep_all)
+                            effect_model=not keep_all and ablation != "no-effect-model", distill=not keep_all)
 
 
 SEMANTICS_PROMPT = """You explain NPU hardware behaviour to kernel programmers. In one or two sentences,
