@@ -311,3 +311,23 @@ def test_repairs_never_starve_the_proposer(tmp_path, davinci, worker):
             parent = result.candidates[c.repairs]
             if parent.origin != "proposer":
                 assert parent.outcome == "ok" or parent.fault_records != result.candidates[parent.repairs].fault_records
+
+
+def test_distillation_runs_during_tuning_and_the_effect_model_trains(tmp_path, davinci, worker, monkeypatch):
+    import hawk.knowledge.base as base
+    import hawk.knowledge.effect as effect
+
+    monkeypatch.setattr(base, "DISTILL_EVERY", 2)
+    monkeypatch.setattr(effect, "MIN_APPLICATIONS", 4)
+    monkeypatch.setattr(effect, "RETRAIN_EVERY", 2)
+    with KnowledgeStore(tmp_path / "kb.sqlite") as store:
+        tune(ops.unary("relu", "relu", 64, 256), davinci, Stubborn(), budget=8, worker=worker,
+             knowledge=Knowledge(store, run="a"))
+        for n, wl in enumerate([ops.unary("relu", "relu", 128, 512), ops.unary("relu", "relu", 256, 256)]):
+            kb = Knowledge(store, run=f"b{n}")
+            tune(wl, davinci, Stubborn(), budget=8, worker=worker, knowledge=kb)
+        apps = store.applications()
+        assert apps and all(a["features"] and "fused" in a["scores"] for a in apps)  # context and scores logged
+        assert kb.distillations  # rounds ran during tuning (what they decided depends on the evidence)
+        assert store.model(effect.FIX_MODEL) is not None
+        assert store.stats()["effect_model"]["applications"] >= 4
