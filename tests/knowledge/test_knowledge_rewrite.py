@@ -312,7 +312,7 @@ def test_tile_deeper_tiles_the_next_loop_when_the_row_tile_cannot_shrink(davinci
 
 
 @pytest.mark.parametrize("name", ["feed", "drain", "rescope", "fit_tiles", "tile_columns", "double_buffer",
-                                  "vectorize", "vectorize_reduce", "retile", "relayout", "tile_deeper"])
+                                  "vectorize", "vectorize_reduce", "retile", "relayout", "tile_deeper", "to_matrix"])
 def test_hostile_parameters_from_an_imported_triple_never_crash_a_rewrite(relu, davinci, name):
     # an import file is untrusted: any JSON scalar may sit in a parameter
     from hawk.knowledge.rewrite import PARAMS
