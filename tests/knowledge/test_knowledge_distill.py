@@ -196,3 +196,9 @@ def test_kb_cli_distill_history_revert(tmp_path, capsys):
     with KnowledgeStore(path) as kb:
         assert len(kb.triples()) == 2
     assert main(["kb", "revert", "7", "--kb", str(path)]) == 2
+
+
+def test_two_fixes_that_both_work_are_alternatives_not_a_conflict():
+    fit = triple(n=1, applications=90, successes=86)
+    columns = triple(rewrite="tile_columns", params={"factor": 64}, n=2, applications=13, successes=7)
+    assert deterministic([fit, columns]) == []

@@ -10,9 +10,11 @@ Three kinds of decision, each checked against the evidence before it takes effec
   trigger and the same rewrite with the same parameters once the fault's own fields (which
   are bound at application time) are left out -- into the one with the best record, whose
   stats absorb theirs: one more general triple;
-- **resolve** conflicts: triples for the same trigger with different fixes, where one's
-  record is clearly worse than the other's (``CONFLICT_MARGIN`` lower success rate over at
-  least ``MIN_EVIDENCE`` applications each): the worse one is pruned.
+- **resolve** conflicts: triples for the same trigger with different fixes, where one fails
+  more often than not and its record is clearly worse than the other's (``CONFLICT_MARGIN``
+  lower success rate over at least ``MIN_EVIDENCE`` applications each): the worse one is
+  pruned. Two fixes that both work are alternatives (one fits where the other cannot), not
+  a conflict.
 
 The arbiter that proposes decisions is deterministic by default (the rules above, from the
 evidence alone). With an LLM endpoint, the LLM arbitrates: it sees the candidate groups and
@@ -127,8 +129,8 @@ def deterministic(triples: list[Triple]) -> list[Decision]:
         if len(judged) < 2:
             continue
         best = max(judged, key=_rate)
-        for t in judged:
-            if t is not best and _rate(best) - _rate(t) >= CONFLICT_MARGIN:
+        for t in judged:  # two fixes that both work are alternatives, not a conflict
+            if t is not best and _rate(best) - _rate(t) >= CONFLICT_MARGIN and t.stats.successes < t.stats.applications / 2:
                 out.append(Decision(PRUNE, (t.id,), f"conflicts with {best.id}, which works more often "
                                                     f"({best.stats.successes}/{best.stats.applications} against "
                                                     f"{t.stats.successes}/{t.stats.applications})"))
@@ -164,7 +166,8 @@ def check(decision: Decision, by_id: dict[str, Triple]) -> str | None:
             return None
         rival = [o for o in by_id.values() if o.id != t.id and o.stats.status == ACTIVE
                  and conflict_key(o) == conflict_key(t) and o.stats.applications >= MIN_EVIDENCE]
-        if t.stats.applications >= MIN_EVIDENCE and any(_rate(o) - _rate(t) >= CONFLICT_MARGIN for o in rival):
+        if t.stats.applications >= MIN_EVIDENCE and t.stats.successes < t.stats.applications / 2 \
+                and any(_rate(o) - _rate(t) >= CONFLICT_MARGIN for o in rival):
             return None
         return (f"the evidence does not support it: {t.stats.successes} of {t.stats.applications} applications "
                 "worked and no rival does clearly better")
@@ -230,8 +233,8 @@ def _after(d: Decision, before: list[Triple]) -> list[Triple]:
     keeper, rest = before[0], before[1:]
     st = keeper.stats
     # the facts the absorbed triples carried (another scope's capacity, ...) stay stated
-    also = "; ".join(" ".join(f"{k}={v}" for k, v in sorted(t.context.fields.items())) for t in rest
-                     if t.context.fields)
+    seen = [" ".join(f"{k}={v}" for k, v in sorted(t.context.fields.items())) for t in rest if t.context.fields]
+    also = "; ".join(dict.fromkeys(f for f in seen if f not in keeper.semantics.text))
     if also:
         text = f"{keeper.semantics.text} The same fix worked for: {also}."[:MAX_SEMANTICS]
         keeper = replace(keeper, semantics=Semantics(text, dict(keeper.semantics.observed)))
