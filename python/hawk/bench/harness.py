@@ -102,7 +102,20 @@ def knowledge_entry(result, knowledge) -> dict:
             "solved_by_iteration": [int(any(c.is_result for c in result.candidates[: i + 1]))
                                     for i in range(len(result.candidates))],
             "store_triples": len(knowledge.triples()), "learned_so_far": len(knowledge.learned),
-            "retrievals": knowledge.retrievals}
+            "retrievals": knowledge.retrievals,
+            "distilled": _decisions(knowledge.distillations),
+            "effect_model": (knowledge.effect().meta.get("quality") if knowledge.effect() is not None else None)}
+
+
+def _decisions(reports) -> dict[str, int]:
+    """Distillation decisions taken so far in this run, by kind (and how many were rejected)."""
+    out: dict[str, int] = {}
+    for report in reports:
+        for e in report.applied:
+            out[e["action"]] = out.get(e["action"], 0) + 1
+        if report.rejected:
+            out["rejected"] = out.get("rejected", 0) + len(report.rejected)
+    return out
 
 
 def run_bench(workloads: list[Workload], spec: HardwareSpec, *, make_proposer: Callable | None = None,
