@@ -346,3 +346,36 @@ def test_to_matrix_puts_a_convolution_on_the_matrix_unit(davinci, edge):
     # no multiply-accumulate with a shared reduction: a depthwise conv has nothing to put there
     dw = Env(find_workload("dwconv_mobilenet"), api_view(davinci))
     assert apply_rewrite(BATCH_OF_ONE, "to_matrix", {"stage": "global.npu.l1", "n_tile": 8, "k_tile": 4}, dw) is None
+
+
+def test_a_refused_output_block_gets_a_loop_nest_of_its_own(davinci):
+    # residual + RMSNorm returns the residual sum H too: TVM refuses to place H under the
+    # norm's row tile (an output block), an admission error, not a device fault
+    from hawk.knowledge.explore import refusal
+
+    wl = find_workload("residual_rmsnorm_llama")
+    program = """\
+v0 = sch.get_sblock(name="Y")
+v1, v2 = sch.get_loops(block=v0)
+v3, v4 = sch.split(loop=v1, factors=[None, 4])
+v5 = sch.cache_write(block=v0, write_buffer_index=0, storage_scope="global.npu.ub")
+sch.reverse_compute_at(block=v5, loop=v3)
+v6 = sch.get_sblock(name="sq_sum")
+sch.compute_at(block=v6, loop=v3)
+sch.set_scope(block=v6, buffer_index=0, storage_scope="global.npu.ub")
+v7 = sch.get_sblock(name="H")
+sch.compute_at(block=v7, loop=v3)
+sch.set_scope(block=v7, buffer_index=0, storage_scope="global.npu.ub")
+v8 = sch.cache_read(block=v7, read_buffer_index=0, storage_scope="global.npu.ub")
+sch.compute_at(block=v8, loop=v3)
+"""
+    refused = apply_program(program, wl.module())
+    assert not refused.ok and "is an output block" in refused.error.render()
+    fault = refusal(refused.error.render())
+    assert fault == {"code": "REFUSED", "observed": {"reason": "output_block"}}
+    assert explore_fault(fault, api_view(davinci)) == [("stage_outputs", {})]
+    env = Env(wl, api_view(davinci))
+    staged = apply_rewrite(program, "stage_outputs", {}, env)
+    assert staged is not None and apply_program(staged, wl.module()).ok
+    assert 'cache_write(block=v7, write_buffer_index=0, storage_scope="global.npu.ub")' in staged
+    assert refusal("line 3: TVM rejected the call: some other complaint") is None

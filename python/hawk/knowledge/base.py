@@ -27,7 +27,7 @@ from ..ir.features import kernel_features
 from ..ir.graph import kernel_fingerprint, program_tokens
 from . import effect
 from .effect import EffectModel
-from .explore import bind, explore_bottleneck, explore_fault, fault_fields
+from .explore import REFUSED, bind, explore_bottleneck, explore_fault, fault_fields, refusal
 from .render import for_prompt
 from .retrieval import Hit, RetrievalConfig, retrieve, semantic_vector
 from .rewrite import Env, apply_rewrite
@@ -123,9 +123,8 @@ class Knowledge:
         tokens, graph = kernel_fingerprint(module)
         base = {"category": workload.category, "features": kernel_features(module),
                     "tokens": tuple(program_tokens(text)) + tuple(tokens), "graph_hash": graph}
-        records = getattr(candidate, "fault_records", ()) if candidate is not None else ()
-        if records:
-            f = records[0]
+        f = first_fault(candidate) if candidate is not None else None
+        if f is not None:
             return Context(trigger=FAULT, code=f.get("code", ""), pipe=f.get("pipe", ""),
                            fields=fault_fields(f), **base)
         if candidate is not None and getattr(candidate, "bottleneck", ""):
@@ -204,8 +203,7 @@ class Knowledge:
         if depth >= MAX_DEPTH or not candidate.text or candidate.kind != "program":
             return []
         env = Env(workload, view)
-        records = getattr(candidate, "fault_records", ())
-        fault = records[0] if records else None
+        fault = first_fault(candidate)
         if fault is None and not candidate.is_result:
             return []
         out: list[Repair] = []
@@ -310,6 +308,17 @@ def _scores(hit: Hit) -> dict[str, float]:
     return {"fused": hit.score, **{f"rank:{axis}": float(r) for axis, r in hit.ranks.items()}}
 
 
+def first_fault(candidate) -> dict | None:
+    """What a repair of this candidate addresses: its first device fault, or the TVM refusal
+    that stopped it, when a rewrite can answer that refusal."""
+    records = getattr(candidate, "fault_records", ())
+    if records:
+        return records[0]
+    if getattr(candidate, "outcome", "") == "admission":
+        return refusal(getattr(candidate, "admission", "") or "")
+    return None
+
+
 def worked(repair: Repair, result) -> bool:
     """The trigger is gone and the kernel got closer to a result: for a fault, that fault is
     no longer reported and either the kernel now runs correctly or fewer faults remain (one
@@ -318,6 +327,8 @@ def worked(repair: Repair, result) -> bool:
     if repair.fault is None:
         before = getattr(repair.before, "cycles", None)
         return bool(result.is_result and before and result.cycles is not None and result.cycles < before)
+    if repair.fault.get("code") == REFUSED:  # TVM takes the program now: what the device says is the next step
+        return result.outcome not in ("admission", "signature", "no_proposal") and result.module is not None
     if result.outcome == "fault":
         ident = fault_identity(repair.fault)
         gone = all(fault_identity(f) != ident for f in result.fault_records)
@@ -333,6 +344,8 @@ def progressed(repair: Repair, result) -> bool:
     may take; a fault left exactly in place, or more of them, is a dead end)."""
     if result.is_result or repair.fault is None:
         return result.is_result or bool(result.fault_records)
+    if repair.fault.get("code") == REFUSED:
+        return worked(repair, result)
     same = (fault_identity(repair.fault), repair.fault.get("observed"))
     return bool(result.fault_records) and all((fault_identity(f), f.get("observed")) != same
                                                for f in result.fault_records) \
@@ -392,6 +405,9 @@ def _fault_rationale(f: dict, repair: Repair) -> str:
     if repair.rewrite == "rescope":
         unit = fields.get("unit", f.get("pipe", "the unit"))
         return f"{code}: {unit} cannot work on buffers in {p['scope']}; they belong in {p['to']}."
+    if repair.rewrite == "stage_outputs":
+        return ("TVM refuses to place a block that writes a function output under another block's loop, or to "
+                "move its buffer to another scope; it gets a loop nest of its own and writes through a cache.")
     detail = " ".join(f"{k}={v}" for k, v in sorted(fields.items()))
     return f"{code} ({detail}) went away with {repair.rewrite}."
 

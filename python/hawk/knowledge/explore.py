@@ -52,7 +52,23 @@ def explore_fault(fault: dict, view) -> list[tuple[str, dict]]:
             [("retile", {"factor": 2}), ("retile", {"factor": 0.5})]
     if code == manual.DMA_MISALIGN:
         return [("retile", {"factor": 2}), ("retile", {"factor": 0.5})]
+    if code == REFUSED and f.get("reason") == "output_block":  # an output's buffer keeps its scope
+        return [("stage_outputs", {})]
     return []
+
+
+REFUSED = "REFUSED"  # not a device fault: TVM refused a schedule call (the admission error says which)
+# TVM's refusals a rewrite can answer: the phrase in the message -> the reason recorded
+REFUSALS = {"is an output block": "output_block"}
+
+
+def refusal(admission: str) -> dict | None:
+    """A fault-like record of a TVM refusal a rewrite can answer (``{"code": "REFUSED",
+    "observed": {"reason": ...}}``), or None."""
+    for phrase, reason in REFUSALS.items():
+        if phrase in admission:
+            return {"code": REFUSED, "observed": {"reason": reason}}
+    return None
 
 
 def explore_bottleneck(program: str, view) -> list[tuple[str, dict]]:

@@ -851,6 +851,58 @@ def _tile_under(script: Script, pick, factor: int) -> Script | None:
     return script
 
 
+@rewrite()
+def stage_outputs(script: Script, p: dict, env: Env) -> Script | None:
+    """A block that writes one of the function's outputs can neither be placed under
+    another block's loop nor have its buffer moved to another scope (TVM refuses
+    ``compute_at`` and ``set_scope`` on an output block): it gets a loop nest of its own,
+    tiled like the one it was to join, writing through a cache in the scope the program gave
+    it (else the one its other results are staged in), with its inputs' copies placed in
+    that nest."""
+    outputs = _output_blocks(env)
+    staged = next((ln.kw.get("storage_scope") for ln in script.lines if ln.prim == "cache_write"), None)
+    changed = False
+    for made in [ln for ln in script.lines if ln.prim == "get_sblock" and ln.kw.get("name") in outputs]:
+        block = made.targets[0] if made.targets else None
+        at = next((x for x in script.lines if x.prim == "compute_at" and x.ref("block") == block), None)
+        scoped = next((x for x in script.lines if x.prim == "set_scope" and x.ref("block") == block), None)
+        scope = scoped.kw.get("storage_scope") if scoped is not None else staged
+        tile = next((x for x in script.lines if at is not None and x.prim == "split"
+                     and x.targets[:1] == [at.ref("loop")]), None)
+        factor = tile.kw.get("factors", [None, None])[-1] if tile is not None else None
+        if block is None or at is None or not isinstance(scope, str) or not isinstance(factor, int):
+            continue
+        base = script.fresh()
+        loops, outer, inner, cache = base + "_l", base + "_o", base + "_i", base + "_c"
+        for x in (at, scoped):
+            if x is not None:
+                script.lines.remove(x)
+        for x in script.lines:  # the copies of its inputs go with it
+            if x.prim == "compute_at" and x.ref("loop") == at.ref("loop"):
+                src = script.creator(x.ref("block"))
+                if src is not None and src.prim == "cache_read" and src.ref("block") == block:
+                    x.kw["loop"] = Src(outer)
+        index = script.lines.index(made) + 1
+        script.lines[index:index] = [
+            Line([loops], "get_loops", {"block": Src(block)}),
+            Line([outer, inner], "split", {"loop": Src(f"{loops}[0]"), "factors": [None, factor]}),
+            Line([cache], "cache_write", {"block": Src(block), "write_buffer_index": 0, "storage_scope": scope}),
+            Line([], "reverse_compute_at", {"block": Src(cache), "loop": Src(outer)}),
+        ]
+        changed = True
+    return script if changed else None
+
+
+def _output_blocks(env: Env) -> set[str]:
+    """Names of the workload's blocks that write a function parameter (an output)."""
+    from tvm import s_tir
+
+    params = {p.name for p in env.workload.func.params}
+    sch = s_tir.Schedule(env.workload.module())
+    return {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))
+            if any(w.source.name in params for w in sch.get(b).writes)}
+
+
 # --- layouts ----------------------------------------------------------------------------------
 
 
