@@ -314,8 +314,7 @@ def test_repairs_never_starve_the_proposer(tmp_path, davinci, worker):
 
 
 def test_distillation_runs_during_tuning_and_the_effect_model_trains(tmp_path, davinci, worker, monkeypatch):
-    import hawk.knowledge.base as base
-    import hawk.knowledge.effect as effect
+    from hawk.knowledge import base, effect
 
     monkeypatch.setattr(base, "DISTILL_EVERY", 2)
     monkeypatch.setattr(effect, "MIN_APPLICATIONS", 4)

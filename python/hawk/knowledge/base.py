@@ -27,7 +27,14 @@ from ..ir.features import kernel_features
 from ..ir.graph import kernel_fingerprint, program_tokens
 from . import effect
 from .effect import EffectModel
-from .explore import REFUSED, bind, explore_bottleneck, explore_fault, fault_fields, refusal
+from .explore import (
+    REFUSED,
+    bind,
+    explore_bottleneck,
+    explore_fault,
+    fault_fields,
+    refusal,
+)
 from .render import for_prompt
 from .retrieval import Hit, RetrievalConfig, retrieve, semantic_vector
 from .rewrite import Env, apply_rewrite
