@@ -30,7 +30,7 @@ def describe(t: Triple) -> str:
     ratio = st.cycle_ratio
     evidence = f"applied {st.applications} times, worked {st.successes}"
     if ratio is not None:
-        evidence += f", cycles x{ratio:.2f} (geometric mean of {st.cycle_n})"
+        evidence += f", cycles x{ratio:.3g} (geometric mean of {st.cycle_n})"
     lines += ["", f"Evidence: {evidence}"]
     if st.merged_into:
         lines.append(f"Merged into: {st.merged_into}")
