@@ -49,7 +49,9 @@ def harmful(view, code: str, pipe: str) -> Executable | None:
                                                                                        "faster"))
 
 
-def poison(store: KnowledgeStore, view, count: int = 7) -> dict[str, int]:
+def poison(store: KnowledgeStore, view, count: int = 7, *, forge: bool = False) -> dict[str, int]:
+    """Seven bad triples, as an import brings them (unverified, no record), or with a forged
+    record of two successes (``forge``: a store written to by someone who lies)."""
     real = store.triples()
     out, seen = {}, set()
     for t in real:
@@ -60,9 +62,11 @@ def poison(store: KnowledgeStore, view, count: int = 7) -> dict[str, int]:
         seen.add(key)
         prov = replace(t.provenance, run="poison", source="import", before="", after="")
         bad = Triple.new(t.context, Semantics(f"{t.semantics.text} (reported fix)", dict(t.semantics.observed)),
-                         exe, prov).with_stats(verified=True, applications=2, successes=2)
+                         exe, prov)
+        bad = bad.with_stats(verified=True, applications=2, successes=2) if forge else \
+            bad.with_stats(verified=False, applications=0, successes=0)
         store.add(bad)
-        out[bad.id] = 2
+        out[bad.id] = bad.stats.applications
         if len(out) == count:
             break
     return out
@@ -115,6 +119,14 @@ def speed(run: dict, clean: dict) -> float | None:
     return math.exp(sum(logs) / len(logs)) if logs else None
 
 
+def _load(out: Path, name: str) -> dict:
+    """An earlier run's summary of one store (from ``poisoning.json``)."""
+    earlier = json.loads((out / "poisoning.json").read_text()) if (out / "poisoning.json").exists() else {}
+    if name not in earlier:
+        raise SystemExit(f"{name}: not run yet (run without --only first)")
+    return earlier[name]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kb", required=True, help="a store learned on level1")
@@ -122,6 +134,8 @@ def main() -> None:
     ap.add_argument("--suite", default="level2")
     ap.add_argument("--noise", type=float, default=0.2)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--forge", action="store_true", help="poison with forged records of two successes")
+    ap.add_argument("--only", default="", help="run only the stores whose name starts with this")
     ap.add_argument("--hawk", default=str(Path(sys.executable).with_name("hawk")))
     a = ap.parse_args()
     out = Path(a.out)
@@ -136,11 +150,11 @@ def main() -> None:
             shutil.copy(a.kb, path)
             with KnowledgeStore(path) as kb:
                 if variant == "poison":
-                    bad["poison"] = poison(kb, view)
+                    bad["poison"] = poison(kb, view, forge=a.forge)
                 elif variant == "noise":
                     bad["noise"] = add_noise(kb, a.noise)
     results = {}
-    for path in sorted(out.glob("*.sqlite")):
+    for path in sorted(out.glob(f"{a.only}*.sqlite")):
         variant, mode = path.stem.split("-", 1)
         cmd = [a.hawk, "bench", "--suite", a.suite, "--target", a.target, "--baselines", "loop", "--knowledge",
                "warm", "--kb", str(path), "--kb-learn", "--json", str(path.with_suffix(".json")), "-q"]
@@ -148,7 +162,7 @@ def main() -> None:
             cmd += ["--kb-ablation", "no-distill"]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         results[path.stem] = {**summary(path.with_suffix(".json")), **fate(path, bad.get(variant, {}))}
-    clean = results["clean-distill"]
+    clean = results.get("clean-distill") or _load(out, "clean-distill")
     print(f"{a.suite} {a.target}, store {a.kb}")
     print("| store | distillation | accuracy | speed vs clean | bad triples pruned | applications until pruned |")
     print("|---|---|---:|---:|---:|---|")
