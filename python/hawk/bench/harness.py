@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,18 +105,14 @@ def knowledge_entry(result, knowledge) -> dict:
             "store_triples": len(knowledge.triples()), "learned_so_far": len(knowledge.learned),
             "retrievals": knowledge.retrievals,
             "distilled": _decisions(knowledge.distillations),
-            "effect_model": (knowledge.effect().meta.get("quality") if knowledge.effect() is not None else None)}
+            "effect_model": model.meta.get("quality") if (model := knowledge.effect()) is not None else None}
 
 
 def _decisions(reports) -> dict[str, int]:
     """Distillation decisions taken so far in this run, by kind (and how many were rejected)."""
-    out: dict[str, int] = {}
-    for report in reports:
-        for e in report.applied:
-            out[e["action"]] = out.get(e["action"], 0) + 1
-        if report.rejected:
-            out["rejected"] = out.get("rejected", 0) + len(report.rejected)
-    return out
+    out = Counter(e["action"] for report in reports for e in report.applied)
+    out["rejected"] += sum(len(report.rejected) for report in reports)
+    return {k: v for k, v in out.items() if v}
 
 
 def run_bench(workloads: list[Workload], spec: HardwareSpec, *, make_proposer: Callable | None = None,

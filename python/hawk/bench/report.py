@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 METHODS = ("reference", "metaschedule", "loop")
@@ -789,17 +790,14 @@ def _knowledge_section(result) -> str:
     rows += [[f"repairs from {o}: tried / gave a correct kernel", f"{t[0]} / {t[1]}"] for o, t in sorted(by.items())]
     rows += [["best kernel came from", ", ".join(f"{o} {best.count(o)}" for o in sorted(set(best)))],
              ["accuracy at 10 iterations / at the budget", f"{fmt_pct(curve[min(9, budget - 1)])} / {fmt_pct(curve[-1])}"]]
-    distilled: dict[str, int] = {}
-    for r in runs:  # each run's Knowledge counts its own rounds
-        for k, v in (r.get("distilled") or {}).items():
-            distilled[k] = distilled.get(k, 0) + v
+    distilled = sum((Counter(r.get("distilled") or {}) for r in runs), Counter())  # each run counts its own
     if distilled:
         rows.append(["distillation: decisions taken", ", ".join(f"{k} {v}" for k, v in sorted(distilled.items()))])
     quality = next((r["effect_model"] for r in reversed(runs) if r.get("effect_model")), None)
     if quality and quality.get("auc") is not None:
         rows.append(["effect model on held-back applications: AUC, accuracy (majority)",
-                     f"{quality['auc']:.2f}, {fmt_pct(quality['accuracy'])} ({fmt_pct(quality['majority_accuracy'])}) "
-                     f"over {quality['held_back']}"])
+                     (f"{quality['auc']:.2f}, {fmt_pct(quality['accuracy'])} ({fmt_pct(quality['majority_accuracy'])}) "
+                      f"over {quality['held_back']}")])
     head = (f"## Knowledge\n\nMode {prov.get('mode', '?')}, ablation {prov.get('ablation', 'none')}; stores: "
             + ", ".join(f"seed {k}: `{v}`" for k, v in sorted((prov.get("stores") or {}).items())) + ".")
     return head + "\n\n" + md_table(["", "value"], rows, right={1})

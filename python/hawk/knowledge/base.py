@@ -156,11 +156,12 @@ class Knowledge:
         ranked.sort(key=lambda h: (-h.score, h.triple.id))
         return ranked[: config.top_k]
 
-    def maybe_distill(self):
-        """A round of distillation once ``DISTILL_EVERY`` applications arrived since the last."""
+    def maybe_distill(self, *, applied: int | None = None):
+        """A round of distillation once ``DISTILL_EVERY`` applications arrived since the last
+        (``applied``: the store's count of applications, when the caller has it)."""
         from .distill import distill
 
-        n = self.store.application_count()
+        n = self.store.application_count() if applied is None else applied
         if n - self.distilled_at < DISTILL_EVERY:
             return None
         self.distilled_at = n
@@ -174,9 +175,10 @@ class Knowledge:
             self._effect, self._effect_loaded = effect.load(self.store), True
         return self._effect
 
-    def retrain(self, *, force: bool = False) -> EffectModel | None:
-        """Train the effect model further when enough new evidence arrived (``force``: now)."""
-        n = self.store.application_count()
+    def retrain(self, *, force: bool = False, applied: int | None = None) -> EffectModel | None:
+        """Train the effect model further when enough new evidence arrived (``force``: now;
+        ``applied``: the store's count of applications, when the caller has it)."""
+        n = self.store.application_count() if applied is None else applied
         current = self.effect()
         last = (current.meta.get("applications", 0) if current is not None else 0)
         if n < effect.MIN_APPLICATIONS or (not force and n - last < effect.RETRAIN_EVERY):
@@ -224,10 +226,11 @@ class Knowledge:
             if text is None or ("text", text) in tried:  # a program already run tells nothing new
                 return False
             out.append(Repair(text, rewrite, params, origin, candidate, fault, depth + 1, triple_id,
-                              features=semantic_vector(query), scores=scores or {}))
+                              features=features, scores=scores or {}))
             return True
 
         query = self.query(workload, candidate)
+        features = semantic_vector(query)
         if self.options.repair:
             used = 0
             for hit in self.hits(query):
@@ -236,9 +239,8 @@ class Knowledge:
                     break
                 matches = (t.context.trigger == FAULT and fault is not None and t.context.code == fault.get("code")) \
                     or (t.context.trigger == BOTTLENECK and fault is None and t.context.pipe == candidate.bottleneck)
-                scores = _scores(hit)
                 if matches and add(t.executable.rewrite, bind(t.executable.rewrite, t.executable.params, fault),
-                                   "knowledge", t.id, scores):
+                                   "knowledge", t.id, _scores(hit)):
                     used += 1
         # a fault is explored once per depth of a repair chain (a chain may meet it again, smaller)
         identity = ("explored", depth) + (fault_identity(fault) if fault is not None else ("bottleneck", candidate.text))
@@ -283,10 +285,11 @@ class Knowledge:
                 new_faults=tuple(result.faults), detail=result.message[:500], features=repair.features,
                 scores=repair.scores))
             self._triples = None
+            applied = self.store.application_count()
             if self.options.effect_model:
-                self.retrain()
+                self.retrain(applied=applied)
             if self.options.distill:
-                self.maybe_distill()
+                self.maybe_distill(applied=applied)
             source = self.store.get(repair.triple_id)
             if source is None or not fixed or source.executable.params == repair.params:
                 return None

@@ -118,7 +118,7 @@ def deterministic(triples: list[Triple]) -> list[Decision]:
     live = [t for t in active if t.id not in pruned]
     for group in _groups(live, merge_key).values():
         if len(group) > 1:
-            keeper = max(group, key=lambda t: (_rate(t), t.stats.successes, -_created(t)))
+            keeper = max(group, key=lambda t: (_rate(t), t.stats.successes))  # ties: the oldest (store order)
             rest = tuple(t.id for t in group if t.id != keeper.id)
             out.append(Decision(MERGE, (keeper.id, *rest),
                                 f"same fix ({keeper.executable.rewrite}) for the same trigger in {len(group)} contexts"))
@@ -142,10 +142,6 @@ def _groups(triples: list[Triple], key) -> dict:
     for t in triples:
         out.setdefault(key(t), []).append(t)
     return out
-
-
-def _created(t: Triple) -> float:
-    return t.provenance.iteration  # a stable tie-break; the store orders by creation
 
 
 # --- checking a decision against the evidence -----------------------------------------------------

@@ -103,7 +103,7 @@ class EffectModel:
             for k, v in values.items():
                 if k in index:
                     x[r, index[k]] = v
-        return xgb.DMatrix(x, feature_names=[_safe(n) for n in self.names])
+        return xgb.DMatrix(x)  # columns in ``names`` order; the names live in the model's meta
 
     def predict(self, rows: list[dict]) -> tuple[list[float], list[float | None]]:
         """(chance of fixing, expected log cycle ratio or None) per row; 0.5 and None when untrained."""
@@ -176,11 +176,6 @@ def _vocabulary(rows: list[dict]) -> list[str]:
         for k in r:
             count[k] = count.get(k, 0) + 1
     return sorted(sorted(count, key=lambda k: -count[k])[:MAX_FEATURES])
-
-
-def _safe(name: str) -> str:
-    """XGBoost refuses some characters in feature names."""
-    return "".join(c if c.isalnum() or c in "_.:-" else "_" for c in name).replace("[", "_").replace("]", "_")
 
 
 def save(store, model: EffectModel) -> None:

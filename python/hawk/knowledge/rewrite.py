@@ -916,10 +916,10 @@ def relayout(script: Script, p: dict, env: Env) -> Script | None:
     if scope == via:
         return None
     for key, chain in _staging(script, "cache_read").items():
+        copies = {script.lines[c].targets[0] for c in chain if script.lines[c].targets}
         layout = next((i for i, ln in enumerate(script.lines) if ln.prim == "transform_layout"
-                       and ln.ref("block") in {script.lines[c].targets[0] for c in chain if script.lines[c].targets}
-                       and script.lines[_creator_index(script, ln.ref("block"))].kw.get("storage_scope") == scope),
-                      None)
+                       and ln.ref("block") in copies
+                       and script.creator(ln.ref("block")).kw.get("storage_scope") == scope), None)
         if layout is None:
             continue
         moved = script.lines.pop(layout)
@@ -939,10 +939,6 @@ def relayout(script: Script, p: dict, env: Env) -> Script | None:
                 Line([], "compute_at", {**at.kw, "block": Src(name)}) for name in (relaid, loaded)]
         return script
     return None
-
-
-def _creator_index(script: Script, var: str | None) -> int:
-    return next(i for i, ln in enumerate(script.lines) if var in ln.targets)
 
 
 # --- the matrix unit --------------------------------------------------------------------------
@@ -974,13 +970,13 @@ def to_matrix(script: Script, p: dict, env: Env) -> Script | None:
 
 
 def _matrix_program(env: Env, stage: str, n_tile: int, k_tile: int) -> str | None:
-    from tvm import s_tir, tirx
+    from tvm import s_tir
     from tvm.s_tir.schedule.transform import tile_with_tensor_intrin
 
     from ..propose.program import program_from_trace
 
     sch = s_tir.Schedule(env.workload.module())
-    found = _mac_block(sch, tirx)
+    found = _mac_block(sch)
     if found is None:
         return None
     block, left, right, m_var, k_var = found
@@ -1038,15 +1034,16 @@ def _epilogue(sch, block, row_loop, compute: str | None, acc: str) -> None:
     read-out (a cast) stays a move out of the accumulator; anything more (a bias, an
     activation, a norm's affine) is computed in ``compute``, where the vector unit works:
     its inputs and the accumulator are copied there and its result copied out."""
-    import tvm
     from tvm import tirx
+
+    from ..runtime.program import Load
 
     down = _downstream(sch, block)
     for consumer in down:
         sch.reverse_compute_at(consumer, row_loop)
     only = sch.get(down[0]) if len(down) == 1 else None
     if only is not None and len(only.reads) == 1 and isinstance(only.body, tirx.BufferStore) and isinstance(
-            getattr(only.body.value, "value", only.body.value), tvm.ir.expr.TensorLoad):  # tirx.BufferLoad: a constructor
+            getattr(only.body.value, "value", only.body.value), Load):
         return
     if compute is None:
         return
@@ -1088,31 +1085,22 @@ def _read_index(sch, block, buffer) -> int:
 
 def _index_vars(ranges, iter_vars) -> set[int]:
     """Positions of the block iterators the indices of an access (its ranges) use."""
+    from tvm.tirx.analysis import undefined_vars
+
     used: set[int] = set()
     for rng in ranges:
-        names: set[str] = set()
-        _collect_vars(rng.min, names)
-        used |= {i for i, iv in enumerate(iter_vars) if iv.var.name in names}
+        free = undefined_vars(rng.min)
+        used |= {i for i, iv in enumerate(iter_vars) if any(v.same_as(iv.var) for v in free)}
     return used
 
 
-def _collect_vars(expr, names: set) -> None:
-    import tvm
-    from tvm import tirx
-
-    if isinstance(expr, tirx.Var):
-        names.add(expr.name)
-    for attr in ("a", "b", "value"):
-        child = getattr(expr, attr, None)
-        if isinstance(child, tvm.ir.Expr):
-            _collect_vars(child, names)
-
-
-def _mac_block(sch, tirx):
+def _mac_block(sch):
     """(block, left, right, m, k) for the one multiply-accumulate reduction of the workload:
     ``right`` is the operand that brings the output's innermost axis, ``left`` the one that
     brings its rows (``m``: the innermost output iterator only it indexes); ``k`` is the
     innermost reduction iterator both index. None if the workload has no such block."""
+    from tvm import tirx
+
     found = []
     for rv in sch.get_child_blocks(sch.get_sblock("root")):
         blk = sch.get(rv)

@@ -335,10 +335,13 @@ class KnowledgeStore:
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: cannot write: {err}") from None
 
-    def history(self) -> list[dict]:
+    def history(self, seq: int | None = None) -> list[dict]:
+        """Every distillation entry in order (``seq``: that one only)."""
         cols = ("seq", "created", "action", "triples", "before", "after", "reason", "arbiter", "reverted")
+        sql = f"SELECT {', '.join(cols)} FROM history"
+        rows = self._query(sql + " WHERE seq = ?", (seq,)) if seq is not None else self._query(sql + " ORDER BY seq")
         out = []
-        for r in self._query(f"SELECT {', '.join(cols)} FROM history ORDER BY seq"):
+        for r in rows:
             d = dict(zip(cols, r))
             try:
                 for k in ("triples", "before", "after"):
@@ -350,7 +353,8 @@ class KnowledgeStore:
         return out
 
     def history_entry(self, seq: int) -> dict | None:
-        return next((h for h in self.history() if h["seq"] == seq), None)
+        found = self.history(seq)
+        return found[0] if found else None
 
     def application_count(self) -> int:
         return self._query("SELECT count(*) FROM applications WHERE applied = 1")[0][0]

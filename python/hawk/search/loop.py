@@ -348,7 +348,7 @@ class _KnowledgeSession:
         return self.kb.prompt_items(self.kb.query(self.workload, about))
 
     def after(self, cand: Candidate, repair, result: TuneResult) -> None:
-        from ..knowledge.base import progressed, worked
+        from ..knowledge.base import first_fault, progressed, worked
 
         depth = 0
         if cand.text:
@@ -366,8 +366,6 @@ class _KnowledgeSession:
             fix = self.kb.explain(result.candidates[-2], cand, self.workload, self.view)
             if fix is not None:
                 self.kb.observe(fix, cand, workload=self.workload, target=self.spec.name, proposer=self.proposer)
-        from ..knowledge.base import first_fault
-
         if first_fault(cand) is not None or (cand.is_result and result.best is cand):
             # a correct kernel ends a chain of legality repairs: its speed-ups start a new one
             self.pending[:0] = self.kb.plan(cand, self.workload, self.view, depth=0 if cand.is_result else depth,
