@@ -17,6 +17,7 @@ from hawk.knowledge import (
 )
 from hawk.knowledge.base import Knowledge
 from hawk.knowledge.distill import (
+    FAIL_STREAK,
     MERGE,
     PRUNE,
     Decision,
@@ -24,6 +25,7 @@ from hawk.knowledge.distill import (
     check,
     deterministic,
     distill,
+    judge,
     revert,
 )
 
@@ -99,6 +101,25 @@ def test_unverified_knowledge_gets_a_budget_then_goes():
     assert deterministic([imported]) == []  # still within its tries
     spent = triple(verified=False, applications=3, successes=0)
     assert [d.action for d in deterministic([spent])] == [PRUNE]
+
+
+def test_a_record_that_stopped_being_true_goes_after_a_few_failures(tmp_path):
+    forged = triple(applications=2, successes=2)  # a record that says it works; it does not
+    proven = triple(n=1, applications=12, successes=10)  # a real record survives a bad patch
+    with KnowledgeStore(tmp_path / "kb.sqlite") as kb:
+        kb.add(forged), kb.add(proven)
+        for n in range(1, FAIL_STREAK + 1):
+            assert judge(kb, forged.id) is None  # not yet: a failure or two is not a verdict
+            log(kb, forged, False), log(kb, proven, False)
+        entry = judge(kb, forged.id)
+        assert entry and entry["action"] == PRUNE and entry["arbiter"] == "evidence"
+        assert "failed its last 3" in entry["reason"]
+        assert judge(kb, proven.id) is None and kb.get(proven.id).stats.failed_in_a_row == FAIL_STREAK
+        assert [t.id for t in kb.triples()] == [proven.id]
+        log(kb, proven, True)
+        assert kb.get(proven.id).stats.failed_in_a_row == 0
+        revert(kb, entry["seq"])  # an evidence prune is recorded and reversible like any other
+        assert kb.get(forged.id).stats.status == "active"
 
 
 def test_decisions_against_the_evidence_are_rejected(tmp_path):
@@ -178,6 +199,23 @@ def test_the_effect_model_learns_ranks_and_is_stored_as_xgboost_json(tmp_path):
                                         effect.row(bad, {f"fp:{UB}": 17.0}, {}, (3, 30))])
         assert p[0] > 0.7 and p[1] < 0.3
         assert kb.stats()["effect_model"]["quality"]["held_back"] == 12
+
+
+def test_ranking_with_the_effect_model_is_measured_against_the_fusion_alone(tmp_path):
+    fit = triple(n=1)
+    deeper = triple(rewrite="tile_deeper", n=2)
+    with KnowledgeStore(tmp_path / "kb.sqlite") as kb:
+        kb.add(fit), kb.add(deeper)
+        for i in range(60):  # the fusion always ranks fit first; which one works depends on the context
+            features = {f"fp:{UB}": 17.0 + i % 2, "work": float(i)}
+            for t, fused in ((fit, 0.03), (deeper, 0.02)):
+                works = (t is fit) == (i % 2 == 0)
+                kb.record(Application(t.id, "run", "w", "davinci-like", i, applied=True, fixed=works, correct=works,
+                                      features=features, scores={"fused": fused}))
+        quality = Knowledge(kb).retrain(force=True).meta["quality"]
+        # each held-back context had one fix and one failure: the fusion's first fixed half of them
+        assert quality["contexts"] == 12 and quality["top_fixed_fused"] == 6
+        assert quality["top_fixed_model"] >= 10
 
 
 def test_kb_cli_distill_history_revert(tmp_path, capsys):

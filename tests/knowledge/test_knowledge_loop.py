@@ -330,3 +330,32 @@ def test_distillation_runs_during_tuning_and_the_effect_model_trains(tmp_path, d
         assert kb.distillations  # rounds ran during tuning (what they decided depends on the evidence)
         assert store.model(effect.FIX_MODEL) is not None
         assert store.stats()["effect_model"]["applications"] >= 4
+
+
+def test_unverified_knowledge_is_tried_under_a_budget_and_never_prompted(tmp_path, davinci, worker):
+    from dataclasses import replace
+
+    from hawk.knowledge.distill import UNVERIFIED_BUDGET
+    from hawk.knowledge.triple import Executable
+
+    with KnowledgeStore(tmp_path / "kb.sqlite") as store:
+        tune(ops.unary("relu", "relu", 64, 256), davinci, Stubborn(), budget=8, worker=worker,
+             knowledge=Knowledge(store, run="a"))
+        real = next(t for t in store.triples() if t.executable.rewrite == "rescope")
+        # an import of a plausible fix for the same fault that does harm: it ranks below the real
+        # one, yet gets its tries; after its budget of failures it is gone, and no prompt saw it
+        bad = replace(real, id="tbad", executable=Executable("rescope", {**real.executable.params,
+                                                                           "to": "global.npu.l0c"}, "fault_gone"))
+        store.add(bad.with_stats(verified=False, applications=0, successes=0))
+        prompts = []
+        for n in range(UNVERIFIED_BUDGET + 1):
+            kb = Knowledge(store, run=f"b{n}")
+            wl = ops.unary("relu", "relu", 64 * (n + 2), 128)
+            prompts += kb.prompt_items(kb.query(wl))
+            result = tune(wl, davinci, Stubborn(), budget=6, worker=worker, knowledge=kb)
+            assert result.solved
+        tries = [a for a in store.applications("tbad")]
+        assert len(tries) == UNVERIFIED_BUDGET and not any(a["fixed"] for a in tries)
+        assert store.get("tbad").stats.status == "pruned"
+        assert [h["arbiter"] for h in store.history() if h["triples"] == ["tbad"]] == ["evidence"]
+        assert prompts and not any("l0c" in item for item in prompts)

@@ -798,6 +798,9 @@ def _knowledge_section(result) -> str:
         rows.append(["effect model on held-back applications: AUC, accuracy (majority)",
                      (f"{quality['auc']:.2f}, {fmt_pct(quality['accuracy'])} ({fmt_pct(quality['majority_accuracy'])}) "
                       f"over {quality['held_back']}")])
+    if quality and quality.get("contexts"):
+        rows.append(["held-back contexts where the first-ranked repair fixed it: 2D fusion / reranked by the model",
+                     f"{quality['top_fixed_fused']} / {quality['top_fixed_model']} of {quality['contexts']}"])
     head = (f"## Knowledge\n\nMode {prov.get('mode', '?')}, ablation {prov.get('ablation', 'none')}; stores: "
             + ", ".join(f"seed {k}: `{v}`" for k, v in sorted((prov.get("stores") or {}).items())) + ".")
     return head + "\n\n" + md_table(["", "value"], rows, right={1})

@@ -1,8 +1,8 @@
 """What the loop asks of knowledge: what to tell the proposer, which repairs to try, and
 what to learn from how they went.
 
-- ``prompt_items(query)``: the top-K triples for the situation, rendered as the prompt
-  carries them (the only form a proposer ever sees);
+- ``prompt_items(query)``: the top-K verified triples for the situation, rendered as the
+  prompt carries them (the only form a proposer ever sees);
 - ``plan(candidate, ...)``: repairs for a faulting or slow candidate -- retrieved triples
   whose trigger matches, their parameters bound to the new fault's fields, then the
   explorer's rewrites -- each a complete program the loop runs like any other;
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from ..ir.features import kernel_features
 from ..ir.graph import kernel_fingerprint, program_tokens
 from . import effect
+from .distill import UNVERIFIED_BUDGET, Report, judge
 from .effect import EffectModel
 from .explore import (
     REFUSED,
@@ -53,9 +54,9 @@ from .triple import (
 
 MAX_DEPTH = 4  # a repair of a repair of ...: one fault after another on the way to a legal kernel
 MAX_FROM_KNOWLEDGE = 2
+TRIAL_WIDEN = 3  # an unverified triple on trial may come from this many times the top K
 MAX_EXPLORE = 3  # rewrites tried per fault or per new best kernel
 DISTILL_EVERY = 20  # applications between rounds of distillation during tuning
-EFFECT_FLOOR = 0.25  # a triple the model doubts still counts a quarter of its fused score
 REPAIRS_IN_A_ROW = 2  # then the proposer's turn: repairs must not starve the search they serve
 IDENTITY_FIELDS = ("scope", "src", "dst", "unit")
 
@@ -79,6 +80,7 @@ class Repair:
     triple_id: str = ""
     features: dict = field(default_factory=dict)  # the query's semantic vector when it was retrieved
     scores: dict = field(default_factory=dict)  # its retrieval scores then
+    trial: bool = False  # an unverified triple's try: followed further only if it works
 
 
 @dataclass
@@ -138,12 +140,12 @@ class Knowledge:
             return Context(trigger=BOTTLENECK, pipe=candidate.bottleneck, profile=dict(candidate.busy), **base)
         return Context(trigger="start", **base)
 
-    def hits(self, query: Context) -> list[Hit]:
-        """The top K for ``query``: the 2D fusion's candidates (three times K), reranked by the
-        effect model's chance that each fixes this context, once there is a model that has
-        shown it predicts (``EffectModel.trusted``)."""
+    def hits(self, query: Context, *, widen: int = 1) -> list[Hit]:
+        """The top K (``widen`` times K) for ``query``: the 2D fusion's candidates (three times
+        as many), reranked by the effect model's chance that each fixes this context, once
+        there is a model that has shown it predicts (``EffectModel.trusted``)."""
         self.retrievals += 1
-        config = self.options.retrieval
+        config = replace(self.options.retrieval, top_k=self.options.retrieval.top_k * widen)
         model = self.effect() if self.options.effect_model else None
         if model is None or not model.trusted:
             return retrieve(self.triples(), query, config)
@@ -152,7 +154,7 @@ class Knowledge:
         rows = [effect.row(h.triple, vector, _scores(h), (h.triple.stats.successes, h.triple.stats.applications))
                 for h in pool]
         chance, _ = model.predict(rows)
-        ranked = [replace(h, score=h.score * (EFFECT_FLOOR + p)) for h, p in zip(pool, chance, strict=True)]
+        ranked = [replace(h, score=effect.reranked(h.fused, p)) for h, p in zip(pool, chance, strict=True)]
         ranked.sort(key=lambda h: (-h.score, h.triple.id))
         return ranked[: config.top_k]
 
@@ -193,8 +195,13 @@ class Knowledge:
         return [h.triple for h in self.hits(query)]
 
     def prompt_items(self, query: Context) -> list[str]:
+        """Only knowledge that has worked here reaches a prompt: what a proposer does with an
+        item leaves no record to judge it by, so unverified triples are tried as repairs
+        (whose effects are logged) until they earn their place."""
         items = []
         for t in self.retrieve(query):
+            if not t.stats.verified:
+                continue
             text = for_prompt(t)
             if not self.options.executable:  # the ablation: the rationale alone
                 text = text.split("\n  fix:")[0]
@@ -232,16 +239,27 @@ class Knowledge:
         query = self.query(workload, candidate)
         features = semantic_vector(query)
         if self.options.repair:
-            used = 0
-            for hit in self.hits(query):
+            used, trial = 0, False
+            top_k = self.options.retrieval.top_k
+            for rank, hit in enumerate(self.hits(query, widen=TRIAL_WIDEN)):
                 t = hit.triple
-                if used >= MAX_FROM_KNOWLEDGE:
-                    break
                 matches = (t.context.trigger == FAULT and fault is not None and t.context.code == fault.get("code")) \
                     or (t.context.trigger == BOTTLENECK and fault is None and t.context.pipe == candidate.bottleneck)
-                if matches and add(t.executable.rewrite, bind(t.executable.rewrite, t.executable.params, fault),
-                                   "knowledge", t.id, _scores(hit)):
-                    used += 1
+                if not matches:
+                    continue
+                # unverified knowledge ranks below what has worked, so it gets a trial slot of
+                # its own: tried under a budget (a few iterations per triple, ever), then
+                # promoted or pruned by what it did
+                on_trial = not trial and not t.stats.verified and t.stats.applications < UNVERIFIED_BUDGET
+                if not on_trial and (used >= MAX_FROM_KNOWLEDGE or rank >= top_k):
+                    continue
+                if add(t.executable.rewrite, bind(t.executable.rewrite, t.executable.params, fault),
+                       "knowledge", t.id, _scores(hit)):
+                    if on_trial:  # first: once a proven fix has worked, the alternatives are moot
+                        trial = out[-1].trial = True
+                        out.insert(0, out.pop())
+                    else:
+                        used += 1
         # a fault is explored once per depth of a repair chain (a chain may meet it again, smaller)
         identity = ("explored", depth) + (fault_identity(fault) if fault is not None else ("bottleneck", candidate.text))
         if self.options.explore and identity not in tried:
@@ -289,6 +307,9 @@ class Knowledge:
             if self.options.effect_model:
                 self.retrain(applied=applied)
             if self.options.distill:
+                judged = judge(self.store, repair.triple_id)
+                if judged is not None:
+                    self.distillations.append(Report(applied=[judged]))
                 self.maybe_distill(applied=applied)
             source = self.store.get(repair.triple_id)
             if source is None or not fixed or source.executable.params == repair.params:
@@ -315,7 +336,7 @@ class Knowledge:
 
 
 def _scores(hit: Hit) -> dict[str, float]:
-    return {"fused": hit.score, **{f"rank:{axis}": float(r) for axis, r in hit.ranks.items()}}
+    return {"fused": hit.fused, **{f"rank:{axis}": float(r) for axis, r in hit.ranks.items()}}
 
 
 def first_fault(candidate) -> dict | None:

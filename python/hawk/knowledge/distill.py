@@ -4,8 +4,11 @@ Three kinds of decision, each checked against the evidence before it takes effec
 
 - **prune** a triple whose applications say it fails (at most a quarter of at least
   ``MIN_EVIDENCE`` applications fixed their trigger) or slows kernels down (its measured
-  cycle ratio above 1); an unverified triple (imported, or written and never run) gets
-  ``UNVERIFIED_BUDGET`` tries to work once, and is pruned if it never does;
+  cycle ratio above 1) or fails now (``FAIL_STREAK`` applications in a row, working less
+  often than not: a good record that stopped being true, or a forged one); an unverified
+  triple (imported, or written and never run) gets ``UNVERIFIED_BUDGET`` tries to work
+  once, and is pruned if it never does. These rules also run on one triple right after each
+  of its applications (``judge``), so a bad triple goes as soon as its evidence says so;
 - **merge** triples with the same executable effect over overlapping contexts -- the same
   trigger and the same rewrite with the same parameters once the fault's own fields (which
   are bound at application time) are left out -- into the one with the best record, whose
@@ -39,6 +42,7 @@ from .triple import ACTIVE, BOTTLENECK, MERGED, PRUNED, Semantics, Triple
 MIN_EVIDENCE = 3
 FAIL_RATE = 0.25
 UNVERIFIED_BUDGET = 3
+FAIL_STREAK = 3
 CONFLICT_MARGIN = 0.4
 MAX_SEMANTICS = 600
 PRUNE, MERGE, REWRITE, REVERT = "prune", "merge", "rewrite", "revert"
@@ -89,6 +93,9 @@ def failing(t: Triple) -> str | None:
         return f"unverified and failed all {st.applications} tries"
     if st.applications >= MIN_EVIDENCE and st.successes <= FAIL_RATE * st.applications:
         return f"fixed its trigger {st.successes} of {st.applications} times"
+    if st.failed_in_a_row >= FAIL_STREAK and st.successes < st.applications / 2:
+        return (f"failed its last {st.failed_in_a_row} applications and worked {st.successes} of "
+                f"{st.applications} times")
     if st.cycle_n >= 2 and st.cycle_ratio is not None and st.cycle_ratio > 1.0:
         return f"made kernels slower: cycles x{st.cycle_ratio:.2f} over {st.cycle_n} measured applications"
     return None
@@ -240,6 +247,17 @@ def _after(d: Decision, before: list[Triple]) -> list[Triple]:
         cycle_log_sum=st.cycle_log_sum + sum(t.stats.cycle_log_sum for t in rest),
         cycle_n=st.cycle_n + sum(t.stats.cycle_n for t in rest))
     return [folded] + [t.with_stats(status=MERGED, merged_into=keeper.id) for t in rest]
+
+
+def judge(store, triple_id: str) -> dict | None:
+    """Prune one triple now if its record fails (the evidence rules alone, as after each of
+    its applications); returns the history entry written, or None."""
+    t = store.get(triple_id)
+    why = failing(t) if t is not None and t.stats.status == ACTIVE else None
+    if why is None:
+        return None
+    report = apply(store, [Decision(PRUNE, (t.id,), why)], arbiter="evidence")
+    return report.applied[0] if report.applied else None
 
 
 def distill(store, *, llm=None, dry_run: bool = False) -> Report:

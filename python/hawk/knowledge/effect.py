@@ -8,11 +8,15 @@ semantic vector: footprints, unit mix, fault code, bottleneck pipe, busy pipes, 
 the triple's executable and trigger, its retrieval scores then, and its record before that
 application (so the label never leaks into the row). The models are stored in the
 knowledge store in XGBoost's own JSON format, with the feature names they were trained on;
-their quality is measured on the most recent applications held back from training.
+their quality is measured on the most recent applications held back from training: how
+well they tell fixes from failures (AUC, accuracy against the majority class), and what
+ranking with them does -- of the repairs planned together for one context, how often the
+one ranked first fixed it, ranked by the 2D fusion alone and reranked by the model.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -27,6 +31,7 @@ TRUST_AUC = 0.65
 HOLD_BACK = 0.2
 MAX_FEATURES = 256
 ROUNDS, MORE_ROUNDS = 30, 10
+EFFECT_FLOOR = 0.25  # a triple the model doubts still counts a quarter of its fused score
 PARAMS = {"max_depth": 4, "eta": 0.3, "subsample": 1.0, "min_child_weight": 1.0, "nthread": 1, "seed": 0}
 
 
@@ -45,11 +50,17 @@ def row(triple: Triple | None, features: dict, scores: dict, prior: tuple[int, i
     return out
 
 
-def training_rows(applications: list[dict], triples: dict[str, Triple]) -> tuple[list[dict], list[int], list]:
-    """(rows, fixed labels, log cycle ratios or None) for every applied application, in log
-    order, each row built with the triple's record as it was before it."""
+def reranked(fused: float, chance: float) -> float:
+    """A hit's score once the model has said how likely it fixes the context."""
+    return fused * (EFFECT_FLOOR + chance)
+
+
+def training_rows(applications: list[dict], triples: dict[str, Triple]) -> tuple[list[dict], list[int], list, list]:
+    """(rows, fixed labels, log cycle ratios or None, query keys) for every applied
+    application, in log order, each row built with the triple's record as it was before it;
+    applications with the same query key were retrieved together for one context."""
     seen: dict[str, tuple[int, int]] = {}
-    rows, fixed, cycles = [], [], []
+    rows, fixed, cycles, queries = [], [], [], []
     for app in applications:
         if not app["applied"]:
             continue
@@ -60,7 +71,8 @@ def training_rows(applications: list[dict], triples: dict[str, Triple]) -> tuple
         before, after = app.get("cycles_before"), app.get("cycles_after")
         cycles.append(math.log(after / before) if before and after else None)
         seen[tid] = (prior[0] + int(app["fixed"]), prior[1] + 1)
-    return rows, fixed, cycles
+        queries.append((app.get("run"), app.get("workload"), json.dumps(app.get("features") or {}, sort_keys=True)))
+    return rows, fixed, cycles, queries
 
 
 @dataclass
@@ -72,6 +84,9 @@ class Quality:
     auc: float | None  # None when the held-back part has one class only
     accuracy: float | None
     majority_accuracy: float | None
+    contexts: int = 0  # held-back contexts where the repairs planned together fixed and failed
+    top_fixed_fused: int = 0  # ... in which the first by the 2D fusion fixed it
+    top_fixed_model: int = 0  # ... in which the first reranked by the model fixed it
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -122,7 +137,7 @@ def train(applications: list[dict], triples: dict[str, Triple], previous: Effect
     otherwise the model is trained afresh."""
     import xgboost as xgb
 
-    rows, fixed, cycles = training_rows(applications, triples)
+    rows, fixed, cycles, queries = training_rows(applications, triples)
     if len(rows) < MIN_APPLICATIONS:
         return None
     names = _vocabulary(rows)
@@ -131,7 +146,7 @@ def train(applications: list[dict], triples: dict[str, Triple], previous: Effect
         names = previous.names
     model = EffectModel(names=names)
     cut = int(len(rows) * (1 - HOLD_BACK))
-    quality = _measure(model, rows[:cut], fixed[:cut], rows[cut:], fixed[cut:])
+    quality = _measure(model, rows[:cut], fixed[:cut], rows[cut:], fixed[cut:], queries[cut:])
     params = {**PARAMS, "objective": "binary:logistic", "eval_metric": "auc"}
     if len(set(fixed)) == 1:  # one class only: the base score says it all
         params["base_score"] = 0.99 if fixed[0] else 0.01
@@ -149,7 +164,7 @@ def train(applications: list[dict], triples: dict[str, Triple], previous: Effect
     return model
 
 
-def _measure(model: EffectModel, train_rows, train_y, test_rows, test_y) -> Quality:
+def _measure(model: EffectModel, train_rows, train_y, test_rows, test_y, test_queries) -> Quality:
     import xgboost as xgb
 
     if not test_rows or len(set(train_y)) < 2:
@@ -167,7 +182,18 @@ def _measure(model: EffectModel, train_rows, train_y, test_rows, test_y) -> Qual
     auc = None
     if 0 < y.sum() < len(y):  # XGBoost's own AUC of the held-back applications
         auc = float(booster.eval(test, name="held").rsplit(":", 1)[1])
-    return Quality(len(train_rows), len(test_rows), auc, accuracy, float(np.mean(y == majority)))
+    quality = Quality(len(train_rows), len(test_rows), auc, accuracy, float(np.mean(y == majority)))
+    groups: dict = {}
+    for i, key in enumerate(test_queries):
+        groups.setdefault(key, []).append(i)
+    for members in groups.values():
+        if len({test_y[i] for i in members}) < 2:  # all fixed or none did: any order ranks the same
+            continue
+        quality.contexts += 1
+        fused = {i: test_rows[i].get("score:fused", 0.0) for i in members}
+        quality.top_fixed_fused += test_y[max(members, key=lambda i: fused[i])]
+        quality.top_fixed_model += test_y[max(members, key=lambda i: reranked(fused[i], float(p[i])))]
+    return quality
 
 
 def _vocabulary(rows: list[dict]) -> list[str]:

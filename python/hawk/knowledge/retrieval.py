@@ -39,6 +39,7 @@ class Hit:
     triple: Triple
     score: float
     ranks: dict[str, int] = field(default_factory=dict)  # axis -> 1-based rank (absent: unranked)
+    fused: float = 0.0  # the 2D fusion's score weighted by the record, before any effect model
 
 
 def context_tokens(ctx: Context) -> list[str]:
@@ -95,7 +96,8 @@ def retrieve(triples: list[Triple], query: Context, config: RetrievalConfig = Re
         for rank, i in enumerate(order, start=1):
             fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank)
             ranks.setdefault(i, {})[axis] = rank
-    hits = [Hit(pool[i], s * evidence_weight(pool[i]), ranks[i]) for i, s in fused.items()]
+    hits = [Hit(pool[i], s * evidence_weight(pool[i]), ranks[i], s * evidence_weight(pool[i]))
+            for i, s in fused.items()]
     hits.sort(key=lambda h: (-h.score, h.triple.id))
     return hits[: config.top_k]
 

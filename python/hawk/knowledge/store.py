@@ -283,7 +283,8 @@ class KnowledgeStore:
                     return None
                 triple = self._decode(row)
                 st = triple.stats
-                changes = {"applications": st.applications + 1, "successes": st.successes + int(app.fixed)}
+                changes = {"applications": st.applications + 1, "successes": st.successes + int(app.fixed),
+                           "failed_in_a_row": 0 if app.fixed else st.failed_in_a_row + 1}
                 if app.fixed:
                     changes["verified"] = True
                     if app.cycles_before and app.cycles_after:
@@ -429,7 +430,8 @@ class KnowledgeStore:
         triples = read_export(path)
         added = 0
         for t in triples:
-            imported = t.with_stats(verified=False, applications=0, successes=0, cycle_log_sum=0.0, cycle_n=0)
+            imported = t.with_stats(verified=False, applications=0, successes=0, cycle_log_sum=0.0, cycle_n=0,
+                                    failed_in_a_row=0)
             added += self.add(imported)
         return added, len(triples) - added
 

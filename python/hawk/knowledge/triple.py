@@ -111,6 +111,7 @@ class Stats:
     status: str = ACTIVE
     verified: bool = False  # has worked on the runtime model (not just written or imported)
     merged_into: str = ""
+    failed_in_a_row: int = 0  # applications since it last worked (a record can be old; this is now)
 
     @property
     def success_rate(self) -> float | None:
@@ -197,10 +198,12 @@ class Triple:
         )
         st = d.get("stats", {})
         _need(isinstance(st, dict), "stats", "an object")
-        counts = {k: st.get(k, 0) for k in ("applications", "successes", "cycle_n")}
+        counts = {k: st.get(k, 0) for k in ("applications", "successes", "cycle_n", "failed_in_a_row")}
         for k, v in counts.items():
             _need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"stats.{k}", "a non-negative integer")
         _need(counts["successes"] <= counts["applications"], "stats.successes", "at most stats.applications")
+        _need(counts["failed_in_a_row"] <= counts["applications"], "stats.failed_in_a_row",
+              "at most stats.applications")
         log_sum = st.get("cycle_log_sum", 0.0)
         _need(isinstance(log_sum, (int, float)) and not isinstance(log_sum, bool) and math.isfinite(log_sum),
               "stats.cycle_log_sum", "a finite number")
@@ -208,7 +211,7 @@ class Triple:
         _need(isinstance(verified, bool), "stats.verified", "true or false")
         stats = Stats(counts["applications"], counts["successes"], float(log_sum), counts["cycle_n"],
                       _choice(st, "stats.status", STATUSES, default=ACTIVE), verified,
-                      _text(st, "merged_into", "stats"))
+                      _text(st, "merged_into", "stats"), counts["failed_in_a_row"])
         return cls(tid, context, semantics, executable, provenance, stats)
 
 

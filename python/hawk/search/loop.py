@@ -358,9 +358,10 @@ class _KnowledgeSession:
             cand.repair = f"{repair.rewrite}({', '.join(f'{k}={v!r}' for k, v in sorted(repair.params.items()))})"
             self.kb.observe(repair, cand, workload=self.workload, target=self.spec.name, proposer=self.proposer)
             depth = repair.depth
-            if worked(repair, cand):  # the alternatives for the same trigger are moot
+            fixed = worked(repair, cand)
+            if fixed:  # the alternatives for the same trigger are moot
                 self.pending = [r for r in self.pending if r.before is not repair.before]
-            if not progressed(repair, cand):
+            if not progressed(repair, cand) or (repair.trial and not fixed):
                 return
         elif result.iterations > 1:  # the proposer's own fix of the last fault, if a rewrite says what it did
             fix = self.kb.explain(result.candidates[-2], cand, self.workload, self.view)
