@@ -102,7 +102,8 @@ def fate(path: Path, ids: dict[str, int]) -> dict:
                 if before["id"] in ids and h["action"] != "revert" and h["after"][0]["stats"]["status"] != "active":
                     pruned_after.append(before["stats"]["applications"] - ids[before["id"]])
     return {"bad": len(ids), "pruned": sum(s.status != "active" for s in statuses.values()),
-            "applications_until_pruned": pruned_after}
+            "applications_until_pruned": pruned_after,
+            "applications": sorted(s.applications - ids[i] for i, s in statuses.items())}
 
 
 def summary(path: Path) -> dict:
@@ -119,12 +120,10 @@ def speed(run: dict, clean: dict) -> float | None:
     return math.exp(sum(logs) / len(logs)) if logs else None
 
 
-def _load(out: Path, name: str) -> dict:
+def _load(out: Path, name: str) -> dict | None:
     """An earlier run's summary of one store (from ``poisoning.json``)."""
     earlier = json.loads((out / "poisoning.json").read_text()) if (out / "poisoning.json").exists() else {}
-    if name not in earlier:
-        raise SystemExit(f"{name}: not run yet (run without --only first)")
-    return earlier[name]
+    return earlier.get(name)
 
 
 def main() -> None:
@@ -135,7 +134,8 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.2)
     ap.add_argument("--out", required=True)
     ap.add_argument("--forge", action="store_true", help="poison with forged records of two successes")
-    ap.add_argument("--only", default="", help="run only the stores whose name starts with this")
+    ap.add_argument("--only", default="", help="make and run only the stores whose name starts with this "
+                                               "(runs in parallel each take their own)")
     ap.add_argument("--hawk", default=str(Path(sys.executable).with_name("hawk")))
     a = ap.parse_args()
     out = Path(a.out)
@@ -144,7 +144,7 @@ def main() -> None:
     bad: dict[str, dict[str, int]] = {"clean": {}}
     for variant in ("clean", "poison", "noise"):
         for mode in ("distill", "no-distill"):
-            if variant == "clean" and mode == "no-distill":
+            if (variant == "clean" and mode == "no-distill") or not f"{variant}-{mode}".startswith(a.only):
                 continue
             path = out / f"{variant}-{mode}.sqlite"
             shutil.copy(a.kb, path)
@@ -162,16 +162,17 @@ def main() -> None:
             cmd += ["--kb-ablation", "no-distill"]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         results[path.stem] = {**summary(path.with_suffix(".json")), **fate(path, bad.get(variant, {}))}
-    clean = results.get("clean-distill") or _load(out, "clean-distill")
+    clean = results.get("clean-distill") or _load(out, "clean-distill")  # None while a parallel run makes it
     print(f"{a.suite} {a.target}, store {a.kb}")
     print("| store | distillation | accuracy | speed vs clean | bad triples pruned | applications until pruned |")
     print("|---|---|---:|---:|---:|---|")
     for name, r in results.items():
         variant, mode = name.split("-", 1)
-        s = speed(r, clean)
+        s = speed(r, clean) if clean else None
         print(f"| {variant} | {'on' if mode == 'distill' else 'off'} | {100 * r['accuracy']:.1f}% | "
               f"{'-' if s is None else f'{s:.2f}x'} | {r['pruned']}/{r['bad']} | {r['applications_until_pruned']} |")
-    (out / "poisoning.json").write_text(json.dumps(results, indent=1))
+    earlier = json.loads((out / "poisoning.json").read_text()) if (out / "poisoning.json").exists() else {}
+    (out / "poisoning.json").write_text(json.dumps({**earlier, **results}, indent=1))
 
 
 if __name__ == "__main__":
