@@ -91,7 +91,7 @@ class KnowledgeOptions:
     executable: bool = True  # prompts carry the executable part (False: free-text knowledge only)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     effect_model: bool = True  # rank retrieval with the effect model (once trained) and keep it trained
-    distill: bool = True  # prune, merge and resolve by the evidence every DISTILL_EVERY applications
+    distill: bool = True  # judge by the evidence: unverified knowledge on trial, prune/merge/resolve
 
 
 class Knowledge:
@@ -200,7 +200,7 @@ class Knowledge:
         (whose effects are logged) until they earn their place."""
         items = []
         for t in self.retrieve(query):
-            if not t.stats.verified:
+            if not t.stats.verified and self.options.distill:
                 continue
             text = for_prompt(t)
             if not self.options.executable:  # the ablation: the rationale alone
@@ -250,7 +250,8 @@ class Knowledge:
                 # unverified knowledge ranks below what has worked, so it gets a trial slot of
                 # its own: tried under a budget (a few iterations per triple, ever), then
                 # promoted or pruned by what it did
-                on_trial = not trial and not t.stats.verified and t.stats.applications < UNVERIFIED_BUDGET
+                on_trial = not trial and not t.stats.verified and t.stats.applications < UNVERIFIED_BUDGET \
+                    and self.options.distill
                 if not on_trial and (used >= MAX_FROM_KNOWLEDGE or rank >= top_k):
                     continue
                 if add(t.executable.rewrite, bind(t.executable.rewrite, t.executable.params, fault),
@@ -469,7 +470,8 @@ def ablation_options(ablation: str = "none", *, learn: bool = True) -> Knowledge
     (exploration still runs and still learns); ``syntactic``/``semantic``: retrieval on one
     axis; ``no-bottleneck``: the bottleneck pipe does not weigh the query; ``no-distill``: no
     distillation and no effect model (the store keeps everything, retrieval ranks by the 2D
-    fusion and the raw record alone); ``no-effect-model``: distillation, but retrieval ranked
+    fusion and the raw record alone, unverified knowledge reaches prompts like any other and
+    gets no trials); ``no-effect-model``: distillation, but retrieval ranked
     without the effect model."""
     from .retrieval import SEMANTIC, SYNTACTIC
 
