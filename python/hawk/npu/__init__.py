@@ -4,11 +4,11 @@ from .intrinsics import INTRIN_ATTR, Intrinsic, find_intrinsic, intrinsics, regi
 from .manual import CODES, STANDARD_MANUAL, FaultCode
 from .presets import load_spec, preset_names
 from .spec import DataPath, Fractal, HardwareSpec, MatrixShape, Scope, SpecError, Unit, with_capacity
-from .target import ApiView, api_view, target
+from .target import ApiView, api_view, spec_of, target
 
 __all__ = [
     "CODES", "INTRIN_ATTR", "STANDARD_MANUAL", "ApiView", "DataPath", "FaultCode", "Fractal",
     "HardwareSpec", "Intrinsic", "MatrixShape", "Scope", "SpecError", "Unit", "api_view",
     "find_intrinsic", "intrinsics", "load_spec", "preset_names", "register_intrinsics",
-    "target", "with_capacity",
+    "spec_of", "target", "with_capacity",
 ]

@@ -11,6 +11,7 @@ from .intrinsics import intrinsics
 from .spec import HardwareSpec
 
 _tagged: dict[str, str] = {}
+_specs: dict[str, HardwareSpec] = {}  # fingerprint -> spec, for passes that only see the Target
 _OPERAND = re.compile(r"(\w): (\w+)\[([\d, ]+)\] @ ([\w.]+)")
 
 
@@ -27,10 +28,28 @@ def target_config(spec: HardwareSpec) -> dict:
 def target(spec: HardwareSpec) -> tvm.target.Target:
     """An llvm-kind Target keyed ``npu`` and registered under the tag ``hawk/<name>``."""
     tag = f"hawk/{spec.name}"
+    _specs[spec.fingerprint()] = spec
     if _tagged.get(tag) != spec.fingerprint():
         tvm.target.register_tag(tag, target_config(spec), override=True)
         _tagged[tag] = spec.fingerprint()
     return tvm.target.Target(tag)
+
+
+def spec_of(tgt: tvm.target.Target) -> HardwareSpec | None:
+    """The spec a Hawk target was made from (None: not a Hawk NPU target)."""
+    from .presets import load_spec
+
+    attrs = dict(tgt.attrs) if tgt is not None else {}
+    fingerprint, name = attrs.get("feature.npu_fingerprint"), attrs.get("feature.npu_spec")
+    if fingerprint is None:
+        return None
+    if str(fingerprint) in _specs:
+        return _specs[str(fingerprint)]
+    try:
+        spec = load_spec(str(name))
+    except Exception:  # noqa: BLE001 - a spec file this process never loaded
+        return None
+    return spec if spec.fingerprint() == str(fingerprint) else None
 
 
 @dataclass(frozen=True)
