@@ -102,7 +102,7 @@ def reference(a: dict) -> np.ndarray:
     h = rmsnorm(x, a["attn_norm"])
     q, k, v = (heads(linear(h, a[w])) for w in ("wq", "wk", "wv"))
     q, k = rope(q), rope(k)
-    f16 = lambda t: t.astype(np.float16).astype(np.float64)  # noqa: E731
+    f16 = lambda t: t.astype(np.float16).astype(np.float64)
     scores = f16(q) @ f16(k).transpose(0, 2, 1) / np.sqrt(HEAD_DIM) + a["mask"]
     probs = np.exp(scores - scores.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)

@@ -384,7 +384,7 @@ def rescope(script: Script, p: dict, env: Env) -> Script | None:
 # --- sizes ------------------------------------------------------------------------------------
 
 
-def _tile_factors(script: Script) -> list[tuple[int, int]]:
+def tile_factors(script: Script) -> list[tuple[int, int]]:
     """(line, position) of every constant inner factor > 1 of a split, except splits that cut
     an instruction's tile (their inner loop is tensorized: its extent is the intrinsic's)."""
     instr_loops = {ln.ref("block_or_loop") for ln in script.lines if ln.prim == "tensorize"}
@@ -427,7 +427,7 @@ def fit_tiles(script: Script, p: dict, env: Env) -> Script | None:
         return None
     for _ in range(MAX_FIT_STEPS):
         best = None
-        for i, j in _tile_factors(script):
+        for i, j in tile_factors(script):
             f = script.lines[i].kw["factors"]
             trial = list(f)
             trial[j] = f[j] // 2
@@ -451,7 +451,7 @@ def retile(script: Script, p: dict, env: Env) -> Script | None:
     if factor <= 0 or factor == 1:
         return None
     changed = False
-    for i, j in _tile_factors(script):
+    for i, j in tile_factors(script):
         f = list(script.lines[i].kw["factors"])
         new = max(1, int(f[j] * factor))
         if new != f[j]:

@@ -115,6 +115,30 @@ def apply_program(text: str, kernel) -> Applied:
     return Applied(sch.mod, sch.trace, None)
 
 
+def split_extents(text: str, kernel) -> dict[int, int]:
+    """Statement index -> the extent of the loop each ``split`` of the program divides, as
+    the program runs on ``kernel`` (empty when it does not run)."""
+    stmts, error = parse_program(text)
+    if error is not None:
+        return {}
+    mod = kernel if isinstance(kernel, tvm.IRModule) else tvm.IRModule({"main": kernel})
+    sch = s_tir.Schedule(tvm.ir.load_json(tvm.ir.save_json(mod)))
+    env: dict[str, object] = {}
+    out = {}
+    for i, stmt in enumerate(stmts):
+        call = stmt.value
+        try:
+            if call.func.attr == "split":
+                node = next((k.value for k in call.keywords if k.arg == "loop"), call.args[0] if call.args else None)
+                extent = sch.get(_value(node, env)).extent
+                if isinstance(extent, tvm.tirx.IntImm):
+                    out[i] = int(extent)
+            _run_statement(sch, stmt, env)
+        except Exception:  # noqa: BLE001 - a program that stops here has no more splits to tell
+            break
+    return out
+
+
 def program_from_trace(trace: s_tir.Trace) -> str:
     """The program text of a MetaSchedule trace (ValueError if TVM cannot print it)."""
     try:

@@ -79,19 +79,21 @@ def tune_metaschedule(workload: Workload, spec: HardwareSpec, *, budget: int = 3
     return result
 
 
-def _tune(workload, spec, budget, seed, result, reference_cycles=None) -> list:
+def _tune(workload, spec, budget, seed, result, reference_cycles=None, space=None, mod=None) -> list:
+    """Measured records, fastest first (``space``: the NPU design space unless given;
+    ``mod``: the workload's module unless given)."""
     register_intrinsics(spec)
     store = ArtifactStore()
     _reset_logging()
     with tempfile.TemporaryDirectory(prefix="hawk-ms-") as work_dir:
         try:
             database = ms.tune_tir(
-                workload.module(), target(spec), work_dir, max_trials_global=budget,
+                mod if mod is not None else workload.module(), target(spec), work_dir, max_trials_global=budget,
                 num_trials_per_iter=min(budget, TRIALS_PER_ROUND),
                 builder=NpuBuilder(spec, store), runner=NpuRunner(spec, store, workload=workload, reference_cycles=reference_cycles),
                 database=ms.database.MemoryDatabase(), measure_callbacks=measure_callbacks(),
                 cost_model=ms.cost_model.XGBModel(num_warmup_samples=min(budget, TRIALS_PER_ROUND)),
-                space=space_generator(spec),
+                space=space if space is not None else space_generator(spec),
                 strategy=ms.search_strategy.EvolutionarySearch(population_size=POPULATION,
                                                                init_min_unmeasured=POPULATION // 4),
                 seed=seed, num_tuning_cores=1)
