@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser("tune", help="search for a fast legal kernel: propose, verify, execute, time, repeat")
     u.add_argument("--target", required=True, help="preset name or spec file")
     u.add_argument("--workload", help="workload name or workload file")
+    u.add_argument("--model-file", metavar="MODEL.py", help="tune every task of a model file (see examples/) into the "
+                                                       "MetaSchedule database in --work-dir")
+    u.add_argument("--work-dir", metavar="DIR", help="--model-file: the MetaSchedule database directory")
+    u.add_argument("--jobs", type=int, default=1, metavar="N", help="--model-file: tasks tuned at once in N processes")
+    u.add_argument("--search-trials", type=int, default=0, metavar="N",
+                   help="--model-file: MetaSchedule trials around Hawk's kernels per task (default 0: none)")
     u.add_argument("--suite", help="built-in suite name or workload file (every workload, unless --workload)")
     u.add_argument("--budget", type=int, default=30, help="proposals per workload (default 30)")
     u.add_argument("--llm", default="offline", metavar="offline|openai|replay:FILE",
@@ -104,6 +110,18 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_llm_flags(b)
     b.set_defaults(func=cmd_bench)
+
+    c = sub.add_parser("compile", help="compile a model for an NPU target: every PrimFunc scheduled by Hawk "
+                                       "(database, rules, then search), run on the host, checked")
+    c.add_argument("model", metavar="MODEL.py", help="a model file defining model() (see examples/)")
+    c.add_argument("--target", required=True, help="preset name or spec file")
+    c.add_argument("--db", metavar="DIR", help="MetaSchedule database: read first, new kernels written")
+    c.add_argument("--kb", metavar="PATH", help="knowledge store for the search (learned into)")
+    c.add_argument("--rules", metavar="FILE", help="rules exported by hawk kb export-rules")
+    c.add_argument("--budget", type=int, default=10, help="loop iterations per PrimFunc to search (default 10)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--json", metavar="OUT", help="write the report as JSON to OUT")
+    c.set_defaults(func=cmd_compile)
 
     k = sub.add_parser("kb", help="inspect, export and import a knowledge store")
     k.add_argument("action", choices=["list", "show", "export", "import", "stats", "distill", "history", "revert"])
@@ -506,7 +524,49 @@ def _print_table(results: list[dict], spec) -> None:
 _LLM_FLAGS = ("model", "base_url", "api_key_env", "timeout", "retries", "cache", "transcript")
 
 
+def cmd_compile(args) -> int:
+    import numpy as np
+
+    from .npu import load_spec
+    from .tuning.compile import compile_model, run
+    from .tuning.models import ModelError, load_model
+
+    if args.budget < 0:
+        raise UsageError("--budget must be at least 0")
+    spec = load_spec(args.target)
+    try:
+        model = load_model(args.model)
+    except ModelError as err:
+        raise UsageError(str(err)) from None
+    ex, report = compile_model(model.mod, spec, database=args.db, knowledge=args.kb, rules=args.rules,
+                               budget=args.budget, seed=args.seed)
+    print(report.render())
+    out = run(ex, model.mod, model.inputs)
+    expected = model.reference(model.inputs) if model.reference is not None else _host_output(model)
+    outs, refs = (out, expected) if isinstance(out, list) else ([out], [expected])
+    errors = [float(np.max(np.abs(o.astype(np.float64) - np.asarray(r, dtype=np.float64)))) for o, r in zip(outs, refs)]
+    scale = max(float(np.max(np.abs(np.asarray(r, dtype=np.float64)))) for r in refs) or 1.0
+    ok = all(e <= 1e-2 * scale for e in errors)
+    print(f"on the host through the Relax VM: max abs error {max(errors):.3g} against "
+          f"{'reference()' if model.reference is not None else 'the unscheduled build'} "
+          f"(output scale {scale:.3g}): {'match' if ok else 'MISMATCH'}")
+    if args.json:
+        doc = {**report.to_dict(), "model": str(args.model), "max_abs_error": max(errors), "match": ok}
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+    return EXIT_OK if ok and report.total_cycles is not None else EXIT_FAIL
+
+
+def _host_output(model):
+    import tvm
+
+    from .tuning.compile import run
+
+    return run(tvm.compile(model.mod, target="llvm"), model.mod, model.inputs)
+
+
 def cmd_tune(args) -> int:
+    if args.model_file:
+        return _tune_model(args)
     from .bench.harness import reference_entry
     from .bench.suites import find_workload, load_suite
     from .npu import load_spec, register_intrinsics
@@ -574,6 +634,39 @@ def cmd_tune(args) -> int:
         except OSError as err:
             raise UsageError(f"cannot write {args.json}: {err.strerror or err}") from None
     return EXIT_OK if all(e["solved"] for e in entries) else EXIT_FAIL
+
+
+def _tune_model(args) -> int:
+    from .npu import load_spec
+    from .tuning.models import ModelError, load_model
+    from .tuning.tune import tune_model
+
+    if not args.work_dir:
+        raise UsageError("--model-file needs --work-dir (the MetaSchedule database directory)")
+    if args.jobs < 1 or args.budget < 1:
+        raise UsageError("--jobs and --budget must be at least 1")
+    if args.llm != "offline":
+        raise UsageError("--model-file tunes with the offline proposer for now (--llm offline)")
+    spec = load_spec(args.target)
+    try:
+        model = load_model(args.model_file)
+    except ModelError as err:
+        raise UsageError(str(err)) from None
+
+    def progress(task):
+        cycles = task.cycles if task.cycles is not None else "-"
+        print(f"{task.name[:56]:56} x{task.weight:<3} {cycles:>10} cycles  {task.source or task.error}  "
+              f"{task.wall_s:.1f} s", file=sys.stderr if args.json == "-" else sys.stdout, flush=True)
+
+    report = tune_model(model.mod, spec, args.work_dir, budget=args.budget, knowledge=args.kb, jobs=args.jobs,
+                        seed=args.seed, search_trials=args.search_trials, progress=None if args.quiet else progress)
+    total = report.weighted_cycles
+    print(f"{len(report.tasks)} tasks, {sum(t.cycles is not None for t in report.tasks)} with a kernel; "
+          f"weighted cycles {total if total is not None else '-'}; database {args.work_dir}; {report.wall_s:.1f} s")
+    if args.json:
+        text = json.dumps(report.to_dict(), indent=2)
+        print(text) if args.json == "-" else Path(args.json).write_text(text + "\n")
+    return EXIT_OK if total is not None else EXIT_FAIL
 
 
 def cmd_bench(args) -> int:
