@@ -54,7 +54,6 @@ from .triple import (
 
 MAX_DEPTH = 4  # a repair of a repair of ...: one fault after another on the way to a legal kernel
 MAX_FROM_KNOWLEDGE = 2
-TRIAL_WIDEN = 3  # an unverified triple on trial may come from this many times the top K
 MAX_EXPLORE = 3  # rewrites tried per fault or per new best kernel
 DISTILL_EVERY = 20  # applications between rounds of distillation during tuning
 REPAIRS_IN_A_ROW = 2  # then the proposer's turn: repairs must not starve the search they serve
@@ -140,12 +139,12 @@ class Knowledge:
             return Context(trigger=BOTTLENECK, pipe=candidate.bottleneck, profile=dict(candidate.busy), **base)
         return Context(trigger="start", **base)
 
-    def hits(self, query: Context, *, widen: int = 1) -> list[Hit]:
-        """The top K (``widen`` times K) for ``query``: the 2D fusion's candidates (three times
-        as many), reranked by the effect model's chance that each fixes this context, once
-        there is a model that has shown it predicts (``EffectModel.trusted``)."""
+    def hits(self, query: Context) -> list[Hit]:
+        """The top K for ``query``: the 2D fusion's candidates (three times K), reranked by the
+        effect model's chance that each fixes this context, once there is a model that has
+        shown it predicts (``EffectModel.trusted``)."""
         self.retrievals += 1
-        config = replace(self.options.retrieval, top_k=self.options.retrieval.top_k * widen)
+        config = self.options.retrieval
         model = self.effect() if self.options.effect_model else None
         if model is None or not model.trusted:
             return retrieve(self.triples(), query, config)
@@ -239,28 +238,31 @@ class Knowledge:
         query = self.query(workload, candidate)
         features = semantic_vector(query)
         if self.options.repair:
-            used, trial = 0, False
-            top_k = self.options.retrieval.top_k
-            for rank, hit in enumerate(self.hits(query, widen=TRIAL_WIDEN)):
+            def matches(t: Triple) -> bool:
+                if t.context.trigger == FAULT:
+                    return fault is not None and t.context.code == fault.get("code")
+                return t.context.trigger == BOTTLENECK and fault is None and t.context.pipe == candidate.bottleneck
+
+            def apply(hit: Hit) -> bool:
                 t = hit.triple
-                matches = (t.context.trigger == FAULT and fault is not None and t.context.code == fault.get("code")) \
-                    or (t.context.trigger == BOTTLENECK and fault is None and t.context.pipe == candidate.bottleneck)
-                if not matches:
-                    continue
-                # unverified knowledge ranks below what has worked, so it gets a trial slot of
-                # its own: tried under a budget (a few iterations per triple, ever), then
-                # promoted or pruned by what it did
-                on_trial = not trial and not t.stats.verified and t.stats.applications < UNVERIFIED_BUDGET \
-                    and self.options.distill
-                if not on_trial and (used >= MAX_FROM_KNOWLEDGE or rank >= top_k):
-                    continue
-                if add(t.executable.rewrite, bind(t.executable.rewrite, t.executable.params, fault),
-                       "knowledge", t.id, _scores(hit)):
-                    if on_trial:  # first: once a proven fix has worked, the alternatives are moot
-                        trial = out[-1].trial = True
-                        out.insert(0, out.pop())
-                    else:
-                        used += 1
+                return add(t.executable.rewrite, bind(t.executable.rewrite, t.executable.params, fault), "knowledge",
+                           t.id, _scores(hit))
+
+            used, judged = 0, self.options.distill
+            for hit in self.hits(query):
+                proven = hit.triple.stats.verified or not judged
+                if used < MAX_FROM_KNOWLEDGE and proven and matches(hit.triple) and apply(hit):
+                    used += 1
+            # unverified knowledge ranks below what has worked, so it gets a trial of its own:
+            # one per plan, first (once a proven fix has worked the alternatives are moot), a
+            # few per triple ever; then it is promoted or pruned by what it did
+            on_trial = [t for t in self.triples() if not t.stats.verified and
+                        t.stats.applications < UNVERIFIED_BUDGET and matches(t)] if judged else []
+            for hit in retrieve(on_trial, query, self.options.retrieval):
+                if apply(hit):
+                    out[-1].trial = True
+                    out.insert(0, out.pop())
+                    break
         # a fault is explored once per depth of a repair chain (a chain may meet it again, smaller)
         identity = ("explored", depth) + (fault_identity(fault) if fault is not None else ("bottleneck", candidate.text))
         if self.options.explore and identity not in tried:
