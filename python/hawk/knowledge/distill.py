@@ -4,8 +4,10 @@ Three kinds of decision, each checked against the evidence before it takes effec
 
 - **prune** a triple whose applications say it fails (at most a quarter of at least
   ``MIN_EVIDENCE`` applications fixed their trigger) or slows kernels down (its measured
-  cycle ratio above 1) or fails now (``FAIL_STREAK`` applications in a row, working less
-  often than not: a good record that stopped being true, or a forged one); an unverified
+  cycle ratio above 1) or fails now (``FAIL_STREAK`` or more applications in a row, while
+  working less often than not, or a streak its record makes less likely than ``UNLIKELY``:
+  a record that stopped being true, a forged one, a fix whose parameters were changed
+  under it); an unverified
   triple (imported, or written and never run) gets ``UNVERIFIED_BUDGET`` tries to work
   once, and is pruned if it never does. These rules also run on one triple right after each
   of its applications (``judge``), so a bad triple goes as soon as its evidence says so;
@@ -43,6 +45,7 @@ MIN_EVIDENCE = 3
 FAIL_RATE = 0.25
 UNVERIFIED_BUDGET = 3
 FAIL_STREAK = 3
+UNLIKELY = 1e-3  # chance of a failure streak under a triple's record below which the record is stale
 CONFLICT_MARGIN = 0.4
 MAX_SEMANTICS = 600
 PRUNE, MERGE, REWRITE, REVERT = "prune", "merge", "rewrite", "revert"
@@ -93,9 +96,14 @@ def failing(t: Triple) -> str | None:
         return f"unverified and failed all {st.applications} tries"
     if st.applications >= MIN_EVIDENCE and st.successes <= FAIL_RATE * st.applications:
         return f"fixed its trigger {st.successes} of {st.applications} times"
-    if st.failed_in_a_row >= FAIL_STREAK and st.successes < st.applications / 2:
-        return (f"failed its last {st.failed_in_a_row} applications and worked {st.successes} of "
-                f"{st.applications} times")
+    streak = st.failed_in_a_row
+    if streak >= FAIL_STREAK:
+        before = (st.successes + 1) / (st.applications - streak + 2)  # its record before the streak
+        if st.successes < st.applications / 2:
+            return f"failed its last {streak} applications and worked {st.successes} of {st.applications} times"
+        if (1 - before) ** streak < UNLIKELY:
+            return (f"failed its last {streak} applications in a row, which its record before them "
+                    f"({st.successes} of {st.applications - streak}) makes unlikely: it is no longer true")
     if st.cycle_n >= 2 and st.cycle_ratio is not None and st.cycle_ratio > 1.0:
         return f"made kernels slower: cycles x{st.cycle_ratio:.2f} over {st.cycle_n} measured applications"
     return None
