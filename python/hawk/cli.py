@@ -124,10 +124,12 @@ def _parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compile)
 
     k = sub.add_parser("kb", help="inspect, export and import a knowledge store")
-    k.add_argument("action", choices=["list", "show", "export", "import", "stats", "distill", "history", "revert"])
+    k.add_argument("action", choices=["list", "show", "export", "export-rules", "import", "stats", "distill", "history",
+                                      "revert"])
     k.add_argument("item", nargs="?", help="triple id (show), output file (export), export file (import), "
                                             "history entry (revert)")
     k.add_argument("--kb", required=True, metavar="PATH", help="the knowledge store (SQLite file)")
+    k.add_argument("-o", "--output", metavar="RULES", help="export-rules: the rules file to write")
     k.add_argument("--all", action="store_true", help="list pruned and merged triples too")
     k.add_argument("--dry-run", action="store_true", help="distill: say what would change, change nothing")
     k.add_argument("--llm", default="offline", metavar="offline|openai|replay:FILE",
@@ -216,6 +218,16 @@ def cmd_kb(args) -> int:
                     print(json.dumps({**t.to_dict(), "applications": kb.applications(t.id)}, indent=1))
                 else:
                     print(describe(t))
+            elif args.action == "export-rules":
+                from .tuning.rules import export_rules
+
+                out = args.output or args.item
+                if not out:
+                    raise UsageError("kb export-rules needs -o RULES")
+                rules = export_rules(kb, out)
+                print(f"wrote {out}: {len(rules.capacity)} capacities, {len(rules.no_path)} missing paths, "
+                      f"{len(rules.unit_scope)} unit limits, {len(rules.misaligned)} alignments, "
+                      f"{len(rules.speedups)} speed-ups, from {sum(map(len, rules.support.values()))} triples")
             elif args.action == "export":
                 n = kb.export(args.item)
                 _warn_skipped(kb)

@@ -65,12 +65,14 @@ def space_generator(spec: HardwareSpec) -> ms.space_generator.ScheduleFn:
 
 def tune_metaschedule(workload: Workload, spec: HardwareSpec, *, budget: int = 30, seed: int = 0,
                       trials: int = DEFAULT_TRIALS, exec_timeout: float = DEFAULT_TIMEOUT_S,
-                      worker: HostWorker | None = None, reference_cycles: int | None = None) -> MetaScheduleResult:
-    """``reference_cycles`` (a legal, correct reference's cycles) arms the gate's speedup rule."""
+                      worker: HostWorker | None = None, reference_cycles: int | None = None,
+                      space=None) -> MetaScheduleResult:
+    """``reference_cycles`` (a legal, correct reference's cycles) arms the gate's speedup rule;
+    ``space``: a design space other than the NPU default (``Rules.space``, for one)."""
     start = time.perf_counter()
     result = MetaScheduleResult()
     try:
-        records = _tune(workload, spec, budget, seed, result, reference_cycles)
+        records = _tune(workload, spec, budget, seed, result, reference_cycles, space=space)
         _pick_best(records, workload, spec, result, reference_cycles=reference_cycles, trials=trials, seed=seed,
                    timeout=exec_timeout, worker=worker)
     except Exception as err:  # noqa: BLE001 -- the baseline failing is a result, not a crash
