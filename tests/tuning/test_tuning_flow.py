@@ -155,3 +155,48 @@ def test_tune_model_in_parallel_writes_one_database(tmp_path, davinci):
     assert {k.source for k in compiled.kernels} == {"database"}
     assert np.allclose(run(ex, mod, inputs), expected(inputs), rtol=1e-4, atol=1e-4)
     assert json.dumps(report.to_dict())
+
+
+def _triple(code, fields, rewrite, params, run="r"):
+    from hawk.knowledge import Context, Executable, Provenance, Semantics, Triple
+
+    ctx = Context(trigger="fault", code=code, fields=fields, category="elementwise")
+    prov = Provenance(run=run, workload="w", target="davinci-like", iteration=1, source="explore")
+    return Triple.new(ctx, Semantics("learned", {}), Executable(rewrite, params, "fault_gone"), prov).with_stats(
+        verified=True, applications=2, successes=2)
+
+
+def test_exported_rules_reject_what_knowledge_says_is_illegal(tmp_path, davinci):
+    from hawk.cli import main
+    from hawk.knowledge import KnowledgeStore
+    from hawk.tuning.rules import LearnedFacts, RulesError, load_rules
+    from tests.knowledge.test_knowledge_rewrite import ROWS as PROGRAM
+
+    from hawk.propose.program import apply_program
+    from hawk.runtime.verify import verify
+
+    kb = tmp_path / "kb.sqlite"
+    with KnowledgeStore(kb) as store:
+        store.add(_triple("UNIT_SCOPE", {"unit": "scalar", "scope": "global.npu.l1", "access": "read"}, "rescope",
+                          {"scope": "global.npu.l1", "to": "global.npu.ub"}))
+        store.add(_triple("SCOPE_OVERFLOW", {"scope": "global.npu.ub", "capacity": "4096"}, "fit_tiles",
+                          {"scope": "global.npu.ub", "capacity": 4096}))
+        unverified = _triple("ILLEGAL_PATH", {"src": "global", "dst": "global.npu.l0a"}, "feed",
+                             {"dst": "global.npu.l0a", "via": "global.npu.l1"})
+        store.add(unverified.with_stats(verified=False, applications=0, successes=0))
+    assert main(["kb", "export-rules", "--kb", str(kb), "-o", str(tmp_path / "rules.json")]) == 0
+    rules = load_rules(tmp_path / "rules.json")
+    assert rules.capacity == {"global.npu.ub": 4096} and not rules.no_path  # only what has worked
+    wl = ops.unary("relu", "relu", ROWS, COLS)
+    on_l1 = apply_program(PROGRAM.format(scope="global.npu.l1"), wl.module()).module
+    on_ub = apply_program(PROGRAM.format(scope="global.npu.ub"), wl.module()).module
+    assert verify(on_l1, davinci) and any("scalar unit cannot read global.npu.l1" in v for v in rules.violations(on_l1))
+    assert any("holds 4096 bytes" in v for v in rules.violations(on_ub))  # the learned (small) capacity
+    post = LearnedFacts(rules)
+    assert post.apply(s_tir.Schedule(on_l1)) is False and post.rejected == 1
+    (tmp_path / "bad.json").write_text(json.dumps({"format": "hawk-rules", "version": 1, "capacity": {"x": -1}}))
+    with pytest.raises(RulesError, match="capacity"):
+        load_rules(tmp_path / "bad.json")
+    with pytest.raises(RulesError, match="version"):
+        (tmp_path / "new.json").write_text(json.dumps({"format": "hawk-rules", "version": 99}))
+        load_rules(tmp_path / "new.json")
