@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 import tvm
 import tvm_ffi
-from tvm import relax, s_tir
-from tvm.s_tir import meta_schedule as ms
-
 from hawk.ir import ops
 from hawk.tuning import database as dbmod
 from hawk.tuning.around import tunable
 from hawk.tuning.compile import CompileOptions, compile_model, run
-from hawk.tuning.tasks import extract_tasks, workload_of
+from hawk.tuning.tasks import extract_tasks
 from hawk.tuning.tune import commit_trace, tune_model
+from tvm import relax, s_tir
+from tvm.s_tir import meta_schedule as ms
 
 ROWS, COLS = 64, 256
 
@@ -102,7 +101,7 @@ def test_processes_committing_at_once_lose_and_misattribute_nothing(tmp_path):
     assert len(records) == 4 * len(shapes)
     for r in records:  # each record sits with its own workload: cycles encode the rows
         rows = int(r.workload.mod["main"].params[0].shape[0])
-        assert int(round(float(r.run_secs[0]) * 1e9)) // 100 == rows
+        assert round(float(r.run_secs[0]) * 1e9) // 100 == rows
     assert not list((tmp_path / "parts").iterdir())  # the parts are merged and gone
 
 
@@ -169,11 +168,11 @@ def _triple(code, fields, rewrite, params, run="r"):
 def test_exported_rules_reject_what_knowledge_says_is_illegal(tmp_path, davinci):
     from hawk.cli import main
     from hawk.knowledge import KnowledgeStore
-    from hawk.tuning.rules import LearnedFacts, RulesError, load_rules
-    from tests.knowledge.test_knowledge_rewrite import ROWS as PROGRAM
-
     from hawk.propose.program import apply_program
     from hawk.runtime.verify import verify
+    from hawk.tuning.rules import LearnedFacts, RulesError, load_rules
+
+    from tests.knowledge.test_knowledge_rewrite import ROWS as PROGRAM
 
     kb = tmp_path / "kb.sqlite"
     with KnowledgeStore(kb) as store:

@@ -21,6 +21,7 @@ import contextvars
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import tvm
 from tvm import relax, tirx
@@ -46,7 +47,7 @@ class CompileOptions:
     seed: int = 0
     report: CompileReport | None = field(default=None, repr=False)  # filled by the pipeline
 
-    def __enter__(self) -> CompileOptions:
+    def __enter__(self) -> Self:
         self._token = _current.set(self)
         return self
 
@@ -209,7 +210,7 @@ class _Scheduler:
         self.database = None
         self.rules = None
 
-    def __enter__(self) -> _Scheduler:
+    def __enter__(self) -> Self:
         from . import database as dbmod
 
         if self.options.database is not None:
