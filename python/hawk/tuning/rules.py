@@ -149,8 +149,13 @@ def _bytes(dtype: str) -> int:
 
 
 def export_rules(store, path: str | Path | None = None) -> Rules:
-    """The facts of a knowledge store's verified triples, active or merged into one (written
-    to ``path`` as JSON)."""
+    """The facts of a knowledge store's (a ``KnowledgeStore`` or its path) verified triples,
+    active or merged into one (written to ``path`` as JSON)."""
+    if isinstance(store, (str, Path)):
+        from ..knowledge import KnowledgeStore
+
+        with KnowledgeStore(store, readonly=True) as opened:
+            return export_rules(opened, path)
     rules = Rules()
     targets = set()
 
