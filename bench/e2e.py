@@ -1,0 +1,75 @@
+"""End to end: a model's total simulated cycles with Hawk and with MetaSchedule, and the roofline.
+
+    python bench/e2e.py --model examples/llama_block.py --target davinci-like --budget 30 [--kb L1.sqlite]
+                        [--json OUT]
+
+Hawk: ``tune_model`` (the loop with knowledge, one database) then ``compile_model`` from the
+database (no further search); the total is what the compile report gives, per call summed
+over the model. MetaSchedule: stock tuning of every task over the NPU design space with
+the same trials per task, each task's best checked on the host (``tune_metaschedule``),
+weighted the same way. Roofline: the sum of the tasks' roofline bounds. Wall times of
+both. A task without a legal, correct kernel leaves the total open ('-').
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from hawk.npu import load_spec
+from hawk.runtime import HostWorker
+from hawk.runtime.roofline import roofline
+from hawk.tuning import compile_model, extract_tasks, tune_metaschedule, tune_model
+from hawk.tuning.models import load_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--budget", type=int, default=30, help="iterations (Hawk) and trials (MetaSchedule) per task")
+    ap.add_argument("--kb", help="knowledge store for Hawk (a copy is used; the file is not changed)")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    spec = load_spec(a.target)
+    model = load_model(a.model)
+    tasks = extract_tasks(model.mod, spec)
+    row = {"model": Path(a.model).stem, "target": spec.name, "budget": a.budget, "tasks": len(tasks)}
+    row["roofline"] = sum(roofline(t.workload, spec).cycles * t.weight for t in tasks)
+    with tempfile.TemporaryDirectory() as tmp:
+        kb = None
+        if a.kb:
+            import shutil
+
+            kb = Path(tmp) / "kb.sqlite"
+            shutil.copy(a.kb, kb)
+        start = time.perf_counter()
+        tune_model(model.mod, spec, Path(tmp) / "work", budget=a.budget, knowledge=kb, jobs=a.jobs)
+        _, report = compile_model(model.mod, spec, database=Path(tmp) / "work", budget=0)
+        row["hawk"] = {"cycles": report.total_cycles, "wall_s": round(time.perf_counter() - start, 1),
+                       "unscheduled": [k.name for k in report.kernels if k.cycles is None]}
+    start = time.perf_counter()
+    total, missing = 0, []
+    worker = HostWorker()
+    try:
+        for t in tasks:
+            r = tune_metaschedule(t.workload, spec, budget=a.budget, worker=worker)
+            if r.correct:
+                total += r.cycles * t.weight
+            else:
+                missing.append(t.name)
+    finally:
+        worker.close()
+    row["metaschedule"] = {"cycles": None if missing else total, "wall_s": round(time.perf_counter() - start, 1),
+                           "unsolved": missing}
+    print(json.dumps(row, indent=1))
+    if a.json:
+        Path(a.json).write_text(json.dumps(row, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
