@@ -13,7 +13,9 @@ in numpy. Copy this file and change the stages for your own model.
 import numpy as np
 from tvm import relax
 
-BATCH, SIZE, CHANNELS, CLASSES = 1, 16, 3, 10
+# the image arrives with its channels padded to 16, as NPU frameworks lay images out (a
+# channel-blocked layout): rows of 3 values are DMA bursts no NPU moves well
+BATCH, SIZE, CHANNELS, CLASSES = 1, 16, 16, 10
 STAGES = (16, 32)  # output channels of each conv stage (3x3, stride 1, padding 1)
 EPS = 1e-5
 
