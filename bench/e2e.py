@@ -7,8 +7,10 @@ Hawk: ``tune_model`` (the loop with knowledge, one database) then ``compile_mode
 database (no further search); the total is what the compile report gives, per call summed
 over the model. MetaSchedule: stock tuning of every task over the NPU design space with
 the same trials per task, each task's best checked on the host (``tune_metaschedule``),
-weighted the same way. Roofline: the sum of the tasks' roofline bounds. Wall times of
-both. A task without a legal, correct kernel leaves the total open ('-').
+weighted the same way. Vendor op by op (``bench/vendor_ops.py``): the unfused graph, the
+vendor library's kernel for every op it has, Hawk's search (same budget, same knowledge)
+for the rest. Roofline: the sum of the tasks' roofline bounds. Wall times of each. A task
+without a legal, correct kernel leaves its total open (null).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=30, help="iterations (Hawk) and trials (MetaSchedule) per task")
     ap.add_argument("--kb", help="knowledge store for Hawk (a copy is used; the file is not changed)")
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--no-vendor", action="store_true", help="skip the op-by-op vendor column")
     ap.add_argument("--json")
     a = ap.parse_args()
     spec = load_spec(a.target)
@@ -66,6 +69,29 @@ def main() -> None:
         worker.close()
     row["metaschedule"] = {"cycles": None if missing else total, "wall_s": round(time.perf_counter() - start, 1),
                            "unsolved": missing}
+    if not a.no_vendor:
+        from vendor_ops import op_by_op
+
+        start = time.perf_counter()
+        worker = HostWorker()
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                store = None
+                if a.kb:
+                    import shutil
+
+                    from hawk.knowledge import KnowledgeStore
+                    from hawk.knowledge.base import Knowledge
+
+                    shutil.copy(a.kb, Path(tmp) / "kb.sqlite")
+                    store = KnowledgeStore(Path(tmp) / "kb.sqlite")
+                vendor = op_by_op(model.mod, spec, budget=a.budget, worker=worker,
+                                  knowledge=Knowledge(store) if store is not None else None)
+                if store is not None:
+                    store.close()
+        finally:
+            worker.close()
+        row["vendor_op_by_op"] = {**vendor, "wall_s": round(time.perf_counter() - start, 1)}
     print(json.dumps(row, indent=1))
     if a.json:
         Path(a.json).write_text(json.dumps(row, indent=1) + "\n")
