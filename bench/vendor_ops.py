@@ -14,14 +14,13 @@ import re
 
 import numpy as np
 import tvm
-from tvm import relax
-
 from hawk.bench.reference import has_reference, reference_kernel
 from hawk.ir import ops
 from hawk.ir.workload import np_dtype, param_specs
 from hawk.runtime.timing import time_kernel
 from hawk.tuning.compile import _call_counts
 from hawk.tuning.tasks import narrow, workload_of
+from tvm import relax
 
 UNARY = {"relu", "silu", "exp", "sigmoid", "tanh"}
 
