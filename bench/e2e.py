@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=30, help="iterations (Hawk) and trials (MetaSchedule) per task")
     ap.add_argument("--kb", help="knowledge store for Hawk (a copy is used; the file is not changed)")
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--no-vendor", action="store_true", help="skip the op-by-op vendor column")
+    ap.add_argument("--columns", default="hawk,metaschedule,vendor", help="which of hawk,metaschedule,vendor")
     ap.add_argument("--json")
     a = ap.parse_args()
     spec = load_spec(a.target)
@@ -43,58 +43,73 @@ def main() -> None:
     tasks = extract_tasks(model.mod, spec)
     row = {"model": Path(a.model).stem, "target": spec.name, "budget": a.budget, "tasks": len(tasks)}
     row["roofline"] = sum(roofline(t.workload, spec).cycles * t.weight for t in tasks)
-    with tempfile.TemporaryDirectory() as tmp:
-        kb = None
-        if a.kb:
-            import shutil
+    columns = set(a.columns.split(","))
+    if "hawk" in columns:
+        row["hawk"] = hawk_column(model, spec, a)
+    if "metaschedule" in columns:
+        row["metaschedule"] = metaschedule_column(tasks, spec, a.budget)
+    if "vendor" in columns:
+        row["vendor_op_by_op"] = vendor_column(model, spec, a)
+    print(json.dumps(row, indent=1))
+    if a.json:
+        Path(a.json).write_text(json.dumps(row, indent=1) + "\n")
 
-            kb = Path(tmp) / "kb.sqlite"
-            shutil.copy(a.kb, kb)
+
+def _kb_copy(a, tmp: str):
+    if not a.kb:
+        return None
+    import shutil
+
+    shutil.copy(a.kb, Path(tmp) / "kb.sqlite")
+    return Path(tmp) / "kb.sqlite"
+
+
+def hawk_column(model, spec, a) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        tune_model(model.mod, spec, Path(tmp) / "work", budget=a.budget, knowledge=kb, jobs=a.jobs)
+        tune_model(model.mod, spec, Path(tmp) / "work", budget=a.budget, knowledge=_kb_copy(a, tmp), jobs=a.jobs)
         _, report = compile_model(model.mod, spec, database=Path(tmp) / "work", budget=0)
-        row["hawk"] = {"cycles": report.total_cycles, "wall_s": round(time.perf_counter() - start, 1),
-                       "unscheduled": [k.name for k in report.kernels if k.cycles is None]}
+        return {"cycles": report.total_cycles, "wall_s": round(time.perf_counter() - start, 1),
+                "unscheduled": [k.name for k in report.kernels if k.cycles is None]}
+
+
+def metaschedule_column(tasks, spec, budget: int) -> dict:
     start = time.perf_counter()
     total, missing = 0, []
     worker = HostWorker()
     try:
         for t in tasks:
-            r = tune_metaschedule(t.workload, spec, budget=a.budget, worker=worker)
+            r = tune_metaschedule(t.workload, spec, budget=budget, worker=worker)
             if r.correct:
                 total += r.cycles * t.weight
             else:
                 missing.append(t.name)
     finally:
         worker.close()
-    row["metaschedule"] = {"cycles": None if missing else total, "wall_s": round(time.perf_counter() - start, 1),
-                           "unsolved": missing}
-    if not a.no_vendor:
-        from vendor_ops import op_by_op
+    return {"cycles": None if missing else total, "wall_s": round(time.perf_counter() - start, 1),
+            "unsolved": missing}
 
-        start = time.perf_counter()
-        worker = HostWorker()
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                store = None
-                if a.kb:
-                    import shutil
 
-                    from hawk.knowledge import KnowledgeStore
-                    from hawk.knowledge.base import Knowledge
+def vendor_column(model, spec, a) -> dict:
+    from hawk.knowledge import KnowledgeStore
+    from hawk.knowledge.base import Knowledge
+    from vendor_ops import op_by_op
 
-                    shutil.copy(a.kb, Path(tmp) / "kb.sqlite")
-                    store = KnowledgeStore(Path(tmp) / "kb.sqlite")
-                vendor = op_by_op(model.mod, spec, budget=a.budget, worker=worker,
-                                  knowledge=Knowledge(store) if store is not None else None)
+    start = time.perf_counter()
+    worker = HostWorker()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = _kb_copy(a, tmp)
+            store = KnowledgeStore(path) if path else None
+            try:
+                out = op_by_op(model.mod, spec, budget=a.budget, worker=worker,
+                               knowledge=Knowledge(store) if store is not None else None)
+            finally:
                 if store is not None:
                     store.close()
-        finally:
-            worker.close()
-        row["vendor_op_by_op"] = {**vendor, "wall_s": round(time.perf_counter() - start, 1)}
-    print(json.dumps(row, indent=1))
-    if a.json:
-        Path(a.json).write_text(json.dumps(row, indent=1) + "\n")
+    finally:
+        worker.close()
+    return {**out, "wall_s": round(time.perf_counter() - start, 1)}
 
 
 if __name__ == "__main__":
