@@ -199,3 +199,38 @@ def test_exported_rules_reject_what_knowledge_says_is_illegal(tmp_path, davinci)
     with pytest.raises(RulesError, match="version"):
         (tmp_path / "new.json").write_text(json.dumps({"format": "hawk-rules", "version": 99}))
         load_rules(tmp_path / "new.json")
+
+
+MODEL_FILE = '''
+import numpy as np
+from tvm import relax
+
+def model():
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((64, 256), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.nn.relu(x))
+        bb.emit_func_output(out)
+    return bb.get(), {"x": np.random.default_rng(0).normal(size=(64, 256)).astype("float32")}
+
+def reference(inputs):
+    return np.maximum(inputs["x"], 0)
+'''
+
+
+def test_hawk_compile_and_tune_from_the_command_line(tmp_path, capsys):
+    from hawk.cli import main
+
+    model = tmp_path / "model.py"
+    model.write_text(MODEL_FILE)
+    out = tmp_path / "report.json"
+    assert main(["tune", "--model-file", str(model), "--target", "davinci-like", "--work-dir", str(tmp_path / "w"),
+                 "--budget", "6", "-q"]) == 0
+    assert main(["compile", str(model), "--target", "davinci-like", "--db", str(tmp_path / "w"), "--budget", "0",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "1 tasks, 1 with a kernel" in text and "match" in text and "database" in text
+    doc = json.loads(out.read_text())
+    assert doc["match"] and doc["total_cycles"] > 0 and doc["kernels"][0]["source"] == "database"
+    assert main(["compile", str(tmp_path / "nope.py"), "--target", "davinci-like"]) == 2
