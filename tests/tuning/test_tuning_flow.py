@@ -234,3 +234,19 @@ def test_hawk_compile_and_tune_from_the_command_line(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["match"] and doc["total_cycles"] > 0 and doc["kernels"][0]["source"] == "database"
     assert main(["compile", str(tmp_path / "nope.py"), "--target", "davinci-like"]) == 2
+
+
+def test_a_function_of_one_tensor_twice_gets_two_names(davinci):
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((32, 128), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.multiply(x, x))
+        bb.emit_func_output(out)
+    (task,) = extract_tasks(bb.get(), davinci)
+    names = [b.name for b in task.mod["main"].params]
+    assert len(set(names)) == 3
+    from hawk.propose.offline import OfflineProposer
+    from hawk.search import tune
+
+    assert tune(task.workload, davinci, OfflineProposer(), budget=3).best is not None

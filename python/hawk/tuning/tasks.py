@@ -5,9 +5,10 @@
 FuseTIR). Tasks are deduplicated by structural hash and weighted by their call sites, as
 MetaSchedule's ``extract_tasks`` does (for Relax it is MetaSchedule's own extraction). Each
 task carries a Hawk workload: its reference is the unscheduled PrimFunc built for the host,
-so any PrimFunc can be tuned and checked. Index arithmetic is narrowed to int32 first
-(``narrow``: Relax legalizes with int64 loops, which no intrinsic's description matches);
-the compile flow narrows the same way, so database keys agree.
+so any PrimFunc can be tuned and checked. Index arithmetic is narrowed to int32 first and
+parameter buffers get one name each (``narrow``: Relax legalizes with int64 loops, which no
+intrinsic's description matches, and ``x * x`` into two buffers named ``x``); the compile
+flow narrows the same way, so database keys agree.
 """
 
 from __future__ import annotations
@@ -74,13 +75,16 @@ def extract_tasks(mod: tvm.IRModule | tirx.PrimFunc, spec: HardwareSpec) -> list
 
 
 def narrow(mod: tvm.IRModule) -> tvm.IRModule:
-    """The module with int32 indices (what the intrinsics' descriptions are written in)."""
-    return tirx.transform.ForceNarrowIndexToInt32()(mod)
+    """The module as Hawk tunes it (and keys it in databases): int32 indices (what the
+    intrinsics' descriptions are written in) and one name per parameter buffer."""
+    mod = tirx.transform.ForceNarrowIndexToInt32()(mod)
+    return tvm.IRModule({gv: unique_names(f) if isinstance(f, tirx.PrimFunc) else f
+                         for gv, f in mod.functions.items()})
 
 
 def workload_of(name: str, func: tirx.PrimFunc) -> Workload:
     """A Hawk workload of any static PrimFunc: outputs are the trailing params it writes."""
-    func = func.with_attr("global_symbol", "main")
+    func = unique_names(func.with_attr("global_symbol", "main"))
     written = _written(func)
     n_outputs = 0
     for buf in reversed(list(func.params)):
@@ -89,6 +93,20 @@ def workload_of(name: str, func: tirx.PrimFunc) -> Workload:
         n_outputs += 1
     return Workload(name=name, category=classify(func), func=func, op=name, model="",
                     n_outputs=max(1, n_outputs))
+
+
+def unique_names(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """The function with one name per parameter buffer. Relax legalizes ``x * x`` into a
+    function of two buffers both named ``x``; their staging blocks would share a name, and
+    a schedule could not tell them apart. TVM's printer already tells them apart (``x``,
+    ``x_1``): the function is rebuilt from its own printed form (TVM's IR of the user's
+    model, never text an LLM wrote)."""
+    names = [buf.name for buf in func.params]
+    if len(set(names)) == len(names):
+        return func
+    from tvm.script import from_source
+
+    return from_source(func.script())
 
 
 def classify(func: tirx.PrimFunc) -> str:
