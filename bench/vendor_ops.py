@@ -97,8 +97,11 @@ def op_by_op(mod: tvm.IRModule, spec, *, budget: int, worker, knowledge=None) ->
         vendor = next((w for w in candidates(name, one) if has_reference(w, spec)), None)
         cycles, by = None, "none"
         if vendor is not None:
-            cycles, by = time_kernel(reference_kernel(vendor, spec), spec, vendor).cycles, "vendor"
-        else:
+            try:
+                cycles, by = time_kernel(reference_kernel(vendor, spec), spec, vendor).cycles, "vendor"
+            except Exception:  # noqa: BLE001 - the library has no legal kernel for this shape
+                vendor = None
+        if vendor is None:
             best = tune(workload_of(name, one), spec, OfflineProposer(), budget=budget, worker=worker,
                         knowledge=knowledge).best
             if best is not None:
