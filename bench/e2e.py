@@ -70,16 +70,19 @@ def hawk_column(model, spec, a) -> dict:
         tune_model(model.mod, spec, Path(tmp) / "work", budget=a.budget, knowledge=_kb_copy(a, tmp), jobs=a.jobs)
         _, report = compile_model(model.mod, spec, database=Path(tmp) / "work", budget=0)
         return {"cycles": report.total_cycles, "wall_s": round(time.perf_counter() - start, 1),
-                "unscheduled": [k.name for k in report.kernels if k.cycles is None]}
+                "unscheduled": [k.name for k in report.kernels if k.cycles is None],
+                "found": sum(k.cycles * k.calls for k in report.kernels if k.cycles is not None),
+                "kernels": [{"name": k.name, "calls": k.calls, "cycles": k.cycles} for k in report.kernels]}
 
 
 def metaschedule_column(tasks, spec, budget: int) -> dict:
     start = time.perf_counter()
-    total, missing = 0, []
+    total, missing, kernels = 0, [], []
     worker = HostWorker()
     try:
         for t in tasks:
             r = tune_metaschedule(t.workload, spec, budget=budget, worker=worker)
+            kernels.append({"name": t.name, "calls": t.weight, "cycles": r.cycles if r.correct else None})
             if r.correct:
                 total += r.cycles * t.weight
             else:
@@ -87,7 +90,7 @@ def metaschedule_column(tasks, spec, budget: int) -> dict:
     finally:
         worker.close()
     return {"cycles": None if missing else total, "wall_s": round(time.perf_counter() - start, 1),
-            "unsolved": missing}
+            "unsolved": missing, "found": total, "kernels": kernels}
 
 
 def vendor_column(model, spec, a) -> dict:

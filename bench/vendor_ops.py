@@ -108,4 +108,5 @@ def op_by_op(mod: tvm.IRModule, spec, *, budget: int, worker, knowledge=None) ->
                 cycles, by = best.cycles, "hawk"
         rows.append({"op": name, "calls": n, "by": by, "cycles": cycles})
         total = None if total is None or cycles is None else total + cycles * n
-    return {"cycles": total, "ops": rows}
+    found = sum(r["cycles"] * r["calls"] for r in rows if r["cycles"] is not None)
+    return {"cycles": total, "found": found, "ops": rows}
