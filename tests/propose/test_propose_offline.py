@@ -152,3 +152,19 @@ def test_a_plan_it_cannot_use_is_no_plan():
     for bad in (good.replace("global.npu.ub", "global.npu.spm"), good.replace("rows=8", "rows=\u0668"),
                 good.replace("rows=8 ", ""), good.replace("double=False", "double=0"), "b0 = 1\n", "# plan:\n"):
         assert read_plan(bad, scopes) is None, bad
+
+
+def test_a_one_dimensional_kernel_gets_its_loop_unpacked(davinci):
+    import tvm
+    from tvm import te
+
+    from hawk.propose.offline import OfflineProposer
+    from hawk.propose.program import apply_program
+    from hawk.propose.prompt import Task
+    from hawk.tuning.tasks import workload_of
+
+    a = te.placeholder((64,), "float32", name="A")
+    b = te.compute((64,), lambda i: a[i] * tvm.tirx.const(2.0, "float32"), name="B")
+    wl = workload_of("vec", te.create_prim_func([a, b]))
+    text = OfflineProposer().propose(Task.for_target(wl, davinci, None, []), seed=0, iteration=0).text
+    assert "v1, = sch.get_loops" in text and apply_program(text, wl.module()).ok

@@ -184,3 +184,14 @@ def test_a_kernel_with_a_call_the_npu_lacks_never_reaches_the_worker(worker, mon
     res = execute(_registers_a_global, _double_workload(), worker=worker)
     assert res.status == "build_error" and "not an instruction of the NPU" in res.message
     assert sent == []
+
+
+def test_nan_where_the_reference_is_nan_and_nowhere_else():
+    import numpy as np
+
+    from hawk.runtime.execute import _errors
+
+    want = np.array([1.0, np.nan, 2.0], dtype="float32")
+    assert _errors(np.array([1.0, np.nan, 2.0], dtype="float32"), want, "float32")[2] == 0
+    assert _errors(np.array([1.0, 5.0, 2.0], dtype="float32"), want, "float32")[2] == 1  # a number is not NaN
+    assert _errors(np.array([np.nan, np.nan, 2.0], dtype="float32"), want, "float32")[2] == 1

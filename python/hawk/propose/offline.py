@@ -313,13 +313,15 @@ class _Emit:
         self.lines: list[str] = []
         self.n = 0
 
-    def __call__(self, primitive: str, returns: int = 0, *positional, **kw) -> list[str]:
+    def __call__(self, primitive: str, returns: int = 0, *positional, unpack: bool = False, **kw) -> list[str]:
+        """``unpack``: the primitive returns a list whose items the names are (one name
+        unpacks a list of one: ``v1, = sch.get_loops(...)``)."""
         args = ", ".join([_literal(v) for v in positional] + [f"{k}={_literal(v)}" for k, v in kw.items()])
         names = []
         for _ in range(returns):
             names.append(f"v{self.n}")
             self.n += 1
-        lhs = (", ".join(names) + " = ") if names else ""
+        lhs = (", ".join(names) + ("," if unpack and len(names) == 1 else "") + " = ") if names else ""
         self.lines.append(f"{lhs}sch.{primitive}({args})")
         return names
 
@@ -348,7 +350,7 @@ def _staged_program(st: _Structure, c: Choices) -> str:
     e = _Emit()
     out = st.out
     (bo,) = e("get_sblock", 1, name=out.name)
-    loops = e("get_loops", len(out.extents), block=_Ref(bo))
+    loops = e("get_loops", len(out.extents), block=_Ref(bo), unpack=True)
     spatial = [i for i, r in enumerate(out.reduce) if not r]
     first = spatial[0]
     cols = 0
@@ -411,7 +413,7 @@ def _gemm_program(st: _Structure, api: _Api, mma: _Intrinsic, c: Choices) -> str
         e("pad_einsum", block=_Ref(bc), padding=padding)
         pads, crop = st.padded_blocks(padding)
         m, n, kk = (-(-x // f) * f for x, f in ((m, fm), (n, fn), (kk, fk)))
-    loops = e("get_loops", len(g.extents), block=_Ref(bc))
+    loops = e("get_loops", len(g.extents), block=_Ref(bc), unpack=True)
     outer, (i, j, k) = loops[:-3], loops[-3:]
     tiles = [_fit(m, max(fm, c.k * 2 if c.rows > 8 else 64)), _fit(n, max(fn, c.cols // 2)), _fit(kk, max(fk, c.k))]
     io, ii = e("split", 2, loop=_Ref(i), factors=[None, tiles[0]])
