@@ -1,5 +1,4 @@
 import pytest
-
 from hawk.bench.suites import load_suite
 from hawk.npu import load_spec
 from hawk.propose.offline import OfflineProposer, read_plan
@@ -156,12 +155,11 @@ def test_a_plan_it_cannot_use_is_no_plan():
 
 def test_a_one_dimensional_kernel_gets_its_loop_unpacked(davinci):
     import tvm
-    from tvm import te
-
     from hawk.propose.offline import OfflineProposer
     from hawk.propose.program import apply_program
     from hawk.propose.prompt import Task
     from hawk.tuning.tasks import workload_of
+    from tvm import te
 
     a = te.placeholder((64,), "float32", name="A")
     b = te.compute((64,), lambda i: a[i] * tvm.tirx.const(2.0, "float32"), name="B")

@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
-from tvm import te
-from tvm.script import tirx as T
-
 from hawk.bench.reference import reference_kernel
 from hawk.ir import from_te, ops
 from hawk.runtime import HostWorker, execute
 from hawk.runtime.execute import TOLERANCE
+from tvm import te
+from tvm.script import tirx as T
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +187,6 @@ def test_a_kernel_with_a_call_the_npu_lacks_never_reaches_the_worker(worker, mon
 
 def test_nan_where_the_reference_is_nan_and_nowhere_else():
     import numpy as np
-
     from hawk.runtime.execute import _errors
 
     want = np.array([1.0, np.nan, 2.0], dtype="float32")
