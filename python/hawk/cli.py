@@ -657,8 +657,8 @@ def _tune_model(args) -> int:
         raise UsageError("--model-file needs --work-dir (the MetaSchedule database directory)")
     if args.jobs < 1 or args.budget < 1:
         raise UsageError("--jobs and --budget must be at least 1")
-    if args.llm != "offline":
-        raise UsageError("--model-file tunes with the offline proposer for now (--llm offline)")
+    _make_proposer(args)  # the flags are checked here, once; each task's process makes its own
+    factory = None if args.llm == "offline" else ProposerFactory({f: getattr(args, f) for f in ("llm", *_LLM_FLAGS)})
     spec = load_spec(args.target)
     try:
         model = load_model(args.model_file)
@@ -671,7 +671,8 @@ def _tune_model(args) -> int:
               f"{task.wall_s:.1f} s", file=sys.stderr if args.json == "-" else sys.stdout, flush=True)
 
     report = tune_model(model.mod, spec, args.work_dir, budget=args.budget, knowledge=args.kb, jobs=args.jobs,
-                        seed=args.seed, search_trials=args.search_trials, progress=None if args.quiet else progress)
+                        seed=args.seed, search_trials=args.search_trials, proposer_factory=factory,
+                        progress=None if args.quiet else progress)
     total = report.weighted_cycles
     print(f"{len(report.tasks)} tasks, {sum(t.cycles is not None for t in report.tasks)} with a kernel; "
           f"weighted cycles {total if total is not None else '-'}; database {args.work_dir}; {report.wall_s:.1f} s")
@@ -810,6 +811,18 @@ def _print_bench_summary(result: dict) -> None:
         print(f"  flagged for review, not counted: {flagged['total']} kernel(s) on {flagged['workloads']} "
               f"workload(s) (loop {flagged['loop']}, MetaSchedule {flagged['metaschedule']}, "
               f"reference {flagged['reference']})")
+
+
+class ProposerFactory:
+    """A fresh proposer from the --llm flags, in whichever process calls it (picklable)."""
+
+    def __init__(self, flags: dict):
+        self.flags = flags
+
+    def __call__(self):
+        import types
+
+        return _make_proposer(types.SimpleNamespace(**self.flags))[0]
 
 
 def _make_proposer(args):

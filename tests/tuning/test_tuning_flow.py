@@ -250,3 +250,18 @@ def test_a_function_of_one_tensor_twice_gets_two_names(davinci):
     from hawk.search import tune
 
     assert tune(task.workload, davinci, OfflineProposer(), budget=3).best is not None
+
+
+def test_tune_model_file_with_a_recorded_llm(tmp_path):
+    from hawk.cli import main
+
+    model = tmp_path / "model.py"
+    model.write_text(MODEL_FILE)
+    transcript = tmp_path / "empty.jsonl"
+    transcript.write_text("")
+    # a transcript with no answers: every proposal fails as a value, the run ends with no kernel
+    code = main(["tune", "--model-file", str(model), "--target", "davinci-like", "--work-dir", str(tmp_path / "w"),
+                 "--budget", "2", "--llm", f"replay:{transcript}", "-q", "--jobs", "2"])
+    assert code == 1
+    assert main(["tune", "--model-file", str(model), "--target", "davinci-like", "--work-dir", str(tmp_path / "w"),
+                 "--llm", "replay:/nonexistent"]) == 2
