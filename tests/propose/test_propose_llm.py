@@ -62,7 +62,22 @@ class Endpoint:
         if isinstance(action, int):
             return self.send(handler, action, {"error": {"message": "scripted failure", "type": "server_error"}})
         finish = "stop"
-        if isinstance(action, tuple) and action[0] == "sleep":
+        if isinstance(action, tuple) and action[0] == "drip":  # headers, then a byte now and then, forever
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(10**9))
+            handler.end_headers()
+            try:
+                handler.wfile.write(b'{"id": "chatcmpl-drip", "choices": [{"message": {"content": "')
+                while not self.release.wait(action[1]):
+                    handler.wfile.write(b"x")
+                    handler.wfile.flush()
+            except OSError:  # the client hung up
+                pass
+            return None
+        if isinstance(action, tuple) and action[0] == "huge":
+            action = "x" * action[1]
+        elif isinstance(action, tuple) and action[0] == "sleep":
             self.release.wait(action[1])
             action = "late"
         elif isinstance(action, tuple):
@@ -193,6 +208,20 @@ def test_a_slow_server_is_a_timeout_error_in_bounded_time(serve):
     assert "Timeout" in reply.error and "2 attempts" in reply.error
     assert 0.55 <= elapsed < 1.5
     assert len(endpoint.requests) == 2 and client.usage.failures == 1
+
+
+def test_an_endless_answer_is_an_error_in_bounded_time(serve):
+    endpoint = serve(("drip", 0.1))
+    start = time.perf_counter()
+    reply = client_for(endpoint, timeout_s=1.0, retries=1).complete(ASK)
+    assert reply.error and not reply.text
+    assert time.perf_counter() - start < 1.0 * 2 + 2  # each attempt ends at its deadline, not when bytes stop
+
+
+def test_an_answer_of_many_megabytes_is_refused(serve):
+    endpoint = serve(("huge", 20 * 2**20))
+    reply = client_for(endpoint, timeout_s=5.0, retries=0).complete(ASK)
+    assert reply.error and "large" in reply.error and not reply.text
 
 
 def test_no_server_listening_is_an_error_value(serve):

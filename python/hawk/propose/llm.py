@@ -202,16 +202,26 @@ class OpenAIClient(LLMClient):
             if attempt:
                 self.usage.retries += 1
                 time.sleep(cfg.backoff_s * 2 ** (attempt - 1))
+            deadline = time.monotonic() + cfg.timeout_s
             try:
-                response = self._openai.chat.completions.create(
-                    model=cfg.model, messages=messages, temperature=cfg.temperature,
-                    max_tokens=cfg.max_tokens, **extra)
+                with self._openai.chat.completions.with_streaming_response.create(
+                        model=cfg.model, messages=messages, temperature=cfg.temperature,
+                        max_tokens=cfg.max_tokens, **extra) as raw:
+                    body = _read_body(raw.iter_bytes(), deadline)
+            except _Overdue:
+                error = f"no whole answer within {cfg.timeout_s:g} s"
+            except _TooLarge:
+                return LLMReply(error=f"the answer is too large (over {MAX_ANSWER_BYTES} bytes)")
             except _RETRYABLE as exc:
                 error = _describe(exc)
             except openai.OpenAIError as exc:
                 return LLMReply(error=_describe(exc))
             else:
-                return _reply_from(response)
+                try:
+                    doc = json.loads(body)
+                except ValueError:
+                    return LLMReply(error=f"the endpoint did not return a chat completion (not JSON): {body[:200]!r}")
+                return _reply_from(_tree(doc))
         attempts = cfg.retries + 1
         return LLMReply(error=f"{error} (gave up after {attempts} attempt{'s' * (attempts > 1)})")
 
@@ -257,6 +267,43 @@ def _describe(exc: openai.OpenAIError) -> str:
     # "Connection error." alone does not say whether the host, the port or DNS is wrong.
     cause = f" ({exc.__cause__})" if exc.__cause__ else ""
     return f"{type(exc).__name__}: {exc}{cause}"
+
+
+MAX_ANSWER_BYTES = 8 * 2**20  # a chat completion is kilobytes; megabytes are a broken or hostile server
+
+
+class _Overdue(Exception):
+    pass
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _read_body(chunks, deadline: float) -> bytes:
+    """The whole body, or _Overdue past ``deadline`` (a server that drips bytes never trips
+    the per-read timeout) or _TooLarge past ``MAX_ANSWER_BYTES``."""
+    out, size = [], 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise _TooLarge
+        if time.monotonic() > deadline:
+            raise _Overdue
+        out.append(chunk)
+    return b"".join(out)
+
+
+def _tree(value):
+    """JSON as attribute access, like the package's loose models (a missing field is an
+    AttributeError that ``_reply_from`` turns into an error value)."""
+    import types
+
+    if isinstance(value, dict):
+        return types.SimpleNamespace(**{str(k): _tree(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_tree(v) for v in value]
+    return value
 
 
 def _reply_from(response) -> LLMReply:
