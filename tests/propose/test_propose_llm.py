@@ -4,12 +4,17 @@ import json
 import threading
 import time
 from dataclasses import replace
-from unittest.mock import ANY
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest.mock import ANY
 
 import pytest
-
-from hawk.propose.llm import LLMConfig, LLMReply, OpenAIClient, ReplayClient, extract_program
+from hawk.propose.llm import (
+    LLMConfig,
+    LLMReply,
+    OpenAIClient,
+    ReplayClient,
+    extract_program,
+)
 
 MAX_REQUESTS = 20  # a runaway client gets 400s (not retried) past this many requests
 ASK = [{"role": "user", "content": "Schedule the matmul."}]
