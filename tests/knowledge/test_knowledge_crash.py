@@ -67,5 +67,6 @@ def test_a_writer_killed_mid_write_loses_at_most_what_was_in_flight(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_a_hundred_kills(tmp_path):
     _kill_cycles(tmp_path, kills=100)
