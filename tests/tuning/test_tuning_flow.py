@@ -265,3 +265,16 @@ def test_tune_model_file_with_a_recorded_llm(tmp_path):
     assert code == 1
     assert main(["tune", "--model-file", str(model), "--target", "davinci-like", "--work-dir", str(tmp_path / "w"),
                  "--llm", "replay:/nonexistent"]) == 2
+
+
+def test_renaming_parameters_never_runs_text_from_the_model(tmp_path):
+    from tvm import te
+
+    from hawk.tuning.tasks import unique_names
+
+    marker = tmp_path / "pwned"
+    name = f'x"); open("{marker}", "w").write("1"); ("'  # a name written to escape a print-and-parse
+    a, b = te.placeholder((4, 8), "float32", name=name), te.placeholder((4, 8), "float32", name=name)
+    c = te.compute((4, 8), lambda i, j: a[i, j] * b[i, j], name="C")
+    renamed = unique_names(te.create_prim_func([a, b, c]))
+    assert [p.name for p in renamed.params] == [name, f"{name}_1", "C"] and not marker.exists()

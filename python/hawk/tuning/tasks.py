@@ -98,15 +98,23 @@ def workload_of(name: str, func: tirx.PrimFunc) -> Workload:
 def unique_names(func: tirx.PrimFunc) -> tirx.PrimFunc:
     """The function with one name per parameter buffer. Relax legalizes ``x * x`` into a
     function of two buffers both named ``x``; their staging blocks would share a name, and
-    a schedule could not tell them apart. TVM's printer already tells them apart (``x``,
-    ``x_1``): the function is rebuilt from its own printed form (TVM's IR of the user's
-    model, never text an LLM wrote)."""
-    names = [buf.name for buf in func.params]
-    if len(set(names)) == len(names):
+    a schedule could not tell them apart. A repeated name becomes ``x_1``, ``x_2``, ...:
+    the parameter's variable is replaced throughout (no printing and parsing back, which
+    would run TVMScript in-process)."""
+    taken = {buf.name for buf in func.params}
+    seen: set[str] = set()
+    renamed = {}
+    for buf in func.params:
+        if buf.name in seen:
+            k = 1
+            while f"{buf.name}_{k}" in taken:
+                k += 1
+            taken.add(f"{buf.name}_{k}")
+            renamed[buf] = tvm.ir.Var(f"{buf.name}_{k}", buf.ty)
+        seen.add(buf.name)
+    if not renamed:
         return func
-    from tvm.script import from_source
-
-    return from_source(func.script())
+    return tvm_ffi.structural_map(func, [(tvm.ir.Var, lambda v: renamed.get(v, v))])
 
 
 def classify(func: tirx.PrimFunc) -> str:
