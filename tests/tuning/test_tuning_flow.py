@@ -268,9 +268,8 @@ def test_tune_model_file_with_a_recorded_llm(tmp_path):
 
 
 def test_renaming_parameters_never_runs_text_from_the_model(tmp_path):
-    from tvm import te
-
     from hawk.tuning.tasks import unique_names
+    from tvm import te
 
     marker = tmp_path / "pwned"
     name = f'x"); open("{marker}", "w").write("1"); ("'  # a name written to escape a print-and-parse
