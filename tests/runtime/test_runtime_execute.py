@@ -193,3 +193,35 @@ def test_nan_where_the_reference_is_nan_and_nowhere_else():
     assert _errors(np.array([1.0, np.nan, 2.0], dtype="float32"), want, "float32")[2] == 0
     assert _errors(np.array([1.0, 5.0, 2.0], dtype="float32"), want, "float32")[2] == 1  # a number is not NaN
     assert _errors(np.array([np.nan, np.nan, 2.0], dtype="float32"), want, "float32")[2] == 1
+
+
+@T.prim_func(s_tir=True)
+def _sqrt_skips_where_undefined(X: T.Buffer((64, 128), "float32"), Y: T.Buffer((64, 128), "float32")):
+    for i, j in T.grid(64, 128):
+        with T.sblock("Y"):
+            vi, vj = T.axis.remap("SS", [i, j])
+            if X[vi, vj] >= T.float32(0):  # leaves the poison (NaN, or a number) where sqrt is NaN
+                Y[vi, vj] = T.sqrt(X[vi, vj])
+
+
+@T.prim_func(s_tir=True)
+def _sqrt_nan_everywhere(X: T.Buffer((64, 128), "float32"), Y: T.Buffer((64, 128), "float32")):
+    for i, j in T.grid(64, 128):
+        with T.sblock("Y"):
+            vi, vj = T.axis.remap("SS", [i, j])
+            Y[vi, vj] = T.sqrt(X[vi, vj] - T.float32(1e9))
+
+
+def _sqrt_workload():
+    X = te.placeholder((64, 128), "float32", name="X")
+    Y = te.compute((64, 128), lambda i, j: te.sqrt(X[i, j]), name="Y")
+    return from_te("sqrt", "elementwise", [X, Y])  # the reference is NaN wherever X < 0
+
+
+def test_a_reference_of_nan_is_no_loophole(worker):
+    wl = _sqrt_workload()
+    assert execute(wl.func, wl, worker=worker).correct  # NaN where the reference is NaN: right
+    skipped = execute(_sqrt_skips_where_undefined, wl, worker=worker)
+    assert skipped.status == "mismatch" and "never written" in skipped.message  # the poisons show the skip
+    everywhere = execute(_sqrt_nan_everywhere, wl, worker=worker)
+    assert everywhere.status == "mismatch" and "differ" in everywhere.message
