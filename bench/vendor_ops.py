@@ -18,7 +18,7 @@ from hawk.bench.reference import has_reference, reference_kernel
 from hawk.ir import ops
 from hawk.ir.workload import np_dtype, param_specs
 from hawk.runtime.timing import time_kernel
-from hawk.tuning.compile import _call_counts
+from hawk.tuning.compile import call_counts
 from hawk.tuning.tasks import narrow, workload_of
 from tvm import relax
 
@@ -84,7 +84,7 @@ def op_by_op(mod: tvm.IRModule, spec, *, budget: int, worker, knowledge=None) ->
     from hawk.search import tune
 
     graph = unfused(mod)
-    calls = _call_counts(graph)
+    calls = call_counts(graph)
     total, rows = 0, []
     for gv, func in graph.functions.items():
         if not isinstance(func, tvm.tirx.PrimFunc):

@@ -299,7 +299,7 @@ class Knowledge:
         cycles_before = getattr(before, "cycles", None)
         cycles_after = result.cycles if result.is_result else None
         if repair.origin == "knowledge" and self.options.learn:
-            self.store.record(Application(
+            source = self.store.record(Application(
                 repair.triple_id, self.run, workload.name, target, result.iteration, applied=True, fixed=fixed,
                 correct=result.correct, cycles_before=cycles_before if repair.fault is None else None,
                 cycles_after=cycles_after if repair.fault is None else None,
@@ -309,12 +309,12 @@ class Knowledge:
             applied = self.store.application_count()
             if self.options.effect_model:
                 self.retrain(applied=applied)
-            if self.options.distill:
-                judged = judge(self.store, repair.triple_id)
+            if self.options.distill and source is not None:
+                judged = judge(self.store, source)
                 if judged is not None:
                     self.distillations.append(Report(applied=[judged]))
+            if self.options.distill:
                 self.maybe_distill(applied=applied)
-            source = self.store.get(repair.triple_id)
             if source is None or not fixed or source.executable.params == repair.params:
                 return None
             # it worked bound to new fields (another scope, another capacity): that is a fact

@@ -257,10 +257,10 @@ def _after(d: Decision, before: list[Triple]) -> list[Triple]:
     return [folded] + [t.with_stats(status=MERGED, merged_into=keeper.id) for t in rest]
 
 
-def judge(store, triple_id: str) -> dict | None:
-    """Prune one triple now if its record fails (the evidence rules alone, as after each of
-    its applications); returns the history entry written, or None."""
-    t = store.get(triple_id)
+def judge(store, triple: Triple | str) -> dict | None:
+    """Prune one triple (or the triple of an id) now if its record fails (the evidence rules
+    alone, as after each of its applications); returns the history entry written, or None."""
+    t = store.get(triple) if isinstance(triple, str) else triple
     why = failing(t) if t is not None and t.stats.status == ACTIVE else None
     if why is None:
         return None

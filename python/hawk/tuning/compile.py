@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Self
 
@@ -30,7 +30,7 @@ from ..npu import register_intrinsics, spec_of, target
 from ..npu.spec import HardwareSpec
 from ..runtime.timing import SimulatorError, time_kernel
 from ..runtime.verify import verify
-from .tasks import fuse_passes, is_relax, narrow, workload_of
+from .tasks import fuse_passes, is_relax, narrow, weighted_total, workload_of
 
 _current: contextvars.ContextVar[CompileOptions | None] = contextvars.ContextVar("hawk_compile", default=None)
 
@@ -66,7 +66,7 @@ class KernelReport:
     note: str = ""
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 @dataclass
@@ -78,15 +78,11 @@ class CompileReport:
     @property
     def total_cycles(self) -> int | None:
         """Simulated cycles of one run of the model (None while a PrimFunc is unscheduled)."""
-        if any(k.cycles is None for k in self.kernels):
-            return None
-        return sum(k.cycles * k.calls for k in self.kernels)
+        return weighted_total((k.cycles, k.calls) for k in self.kernels)
 
     @property
     def roofline_cycles(self) -> int | None:
-        if any(k.roofline_cycles is None for k in self.kernels):
-            return None
-        return sum(k.roofline_cycles * k.calls for k in self.kernels)
+        return weighted_total((k.roofline_cycles, k.calls) for k in self.kernels)
 
     def to_dict(self) -> dict:
         return {"target": self.target, "total_cycles": self.total_cycles, "roofline_cycles": self.roofline_cycles,
@@ -113,7 +109,7 @@ def schedule_module(mod: tvm.IRModule, spec: HardwareSpec, options: CompileOptio
         mod = tvm.transform.Sequential(fuse_passes())(mod)
     register_intrinsics(spec)
     report = CompileReport(spec.name)
-    calls = _call_counts(mod)
+    calls = call_counts(mod)
     with _Scheduler(spec, options) as scheduler:
         for gv, func in list(mod.functions.items()):
             if not isinstance(func, tirx.PrimFunc):
@@ -171,7 +167,7 @@ def run(ex, mod: tvm.IRModule, inputs: dict, function: str = "main"):
     return out.numpy() if hasattr(out, "numpy") else [o.numpy() for o in out]
 
 
-def _call_counts(mod: tvm.IRModule) -> dict[str, int]:
+def call_counts(mod: tvm.IRModule) -> dict[str, int]:
     """How often each PrimFunc is called from the Relax functions (by name)."""
     counts: dict[str, int] = {}
     for func in mod.functions.values():

@@ -48,8 +48,10 @@ def load(path: str | Path) -> tuple[ms.database.MemoryDatabase, int]:
     return db, skipped
 
 
-def _read(path: Path) -> tuple[list, list, int]:
-    """(workloads, [(workload index, record json)], lines skipped): only what loads."""
+def _read(path: Path, *, replay: bool = True) -> tuple[list, list, int]:
+    """(workloads, [(workload index, record json)], lines skipped): only what loads
+    (``replay``: and whose trace still applies to its workload -- once per record is
+    enough, so the merged database is not replayed again on every merge)."""
     workloads: list = []
     index_of: dict[int, int] = {}  # line number in the file -> index into workloads
     skipped = 0
@@ -67,8 +69,8 @@ def _read(path: Path) -> tuple[list, list, int]:
             wl_line, rec = json.loads(line)
             wl = workloads[index_of[wl_line]]
             record = ms.database.TuningRecord.from_json(rec, wl)
-            sch = tvm.s_tir.Schedule(wl.mod)
-            record.trace.apply_to_schedule(sch, remove_postproc=False)  # it must still apply
+            if replay:
+                record.trace.apply_to_schedule(tvm.s_tir.Schedule(wl.mod), remove_postproc=False)
         except Exception as err:  # noqa: BLE001
             skipped += _warn(path / RECORDS, n, err)
             continue
@@ -116,7 +118,7 @@ def merge(root: str | Path, parts: list[str | Path]) -> int:
     number of records added. Workloads are matched by structure, so indices stay right."""
     root = Path(root)
     with locked(root):
-        workloads, records, _ = _read(root)
+        workloads, records, _ = _read(root, replay=False)
         keys = [_key(w.mod) for w in workloads]
         seen = {(i, json.dumps(rec, sort_keys=True)) for i, rec in records}
         added = 0

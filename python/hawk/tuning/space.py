@@ -284,5 +284,5 @@ class VectorizeInner(ms.postproc.PyPostproc):
             sch.vectorize(inner)
         return True
 
-    def clone(self) -> "VectorizeInner":
+    def clone(self) -> VectorizeInner:
         return VectorizeInner()

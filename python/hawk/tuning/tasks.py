@@ -36,6 +36,15 @@ class HawkTask:
     workload: Workload
 
 
+def weighted_total(pairs) -> int | None:
+    """The sum of value x count over (value, count) pairs; None if a value is missing (a
+    total with a hole in it is not a total)."""
+    pairs = list(pairs)
+    if any(value is None for value, _ in pairs):
+        return None
+    return sum(value * count for value, count in pairs)
+
+
 def fuse_passes() -> list:
     """Relax to fused PrimFuncs, as MetaSchedule's ``compile_relax`` prepares a model (so
     database keys match between tuning and compiling)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import tvm
@@ -26,7 +26,7 @@ from tvm.s_tir import meta_schedule as ms
 from ..npu.spec import HardwareSpec
 from . import database as dbmod
 from .measure import CLOCK_HZ
-from .tasks import HawkTask, extract_tasks
+from .tasks import HawkTask, extract_tasks, weighted_total, workload_of
 
 
 @dataclass
@@ -42,7 +42,7 @@ class TaskResult:
     error: str = ""
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 @dataclass
@@ -54,9 +54,7 @@ class TuneReport:
 
     @property
     def weighted_cycles(self) -> int | None:
-        if not self.tasks or any(t.cycles is None for t in self.tasks):
-            return None
-        return sum(t.cycles * t.weight for t in self.tasks)
+        return weighted_total((t.cycles, t.weight) for t in self.tasks) if self.tasks else None
 
     def to_dict(self) -> dict:
         return {"target": self.target, "work_dir": self.work_dir, "weighted_cycles": self.weighted_cycles,
@@ -78,48 +76,59 @@ def tune_model(mod, spec: HardwareSpec, work_dir: str | Path, *, budget: int = 3
     work_dir.mkdir(parents=True, exist_ok=True)
     tasks = extract_tasks(mod, spec)
     report = TuneReport(spec.name, str(work_dir))
-    jobs_args = [(_payload(t), spec, str(work_dir), budget, str(knowledge) if knowledge else None, proposer_factory,
-                  seed, search_trials) for t in tasks]
+    settings = {"budget": budget, "knowledge": str(knowledge) if knowledge else None,
+                "proposer_factory": proposer_factory, "seed": seed, "search_trials": search_trials}
     if jobs <= 1:
-        results = map(_tune_payload, jobs_args)
+        from ..runtime.execute import HostWorker
+
+        worker = HostWorker()
+        try:
+            for t in tasks:
+                report.tasks.append(_guarded(t.name, t.weight, lambda t=t: tune_task(
+                    t, spec, work_dir, worker=worker, **settings), t.workload.category))
+                if progress is not None:
+                    progress(report.tasks[-1])
+        finally:
+            worker.close()
     else:
         import multiprocessing
 
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-        results = pool.map(_tune_payload, jobs_args)
-    try:
-        for res in results:
-            report.tasks.append(res)
-            if progress is not None:
-                progress(res)
-    finally:
-        if jobs > 1:
-            pool.shutdown(cancel_futures=True)
+        try:
+            args = [(t.name, t.weight, tvm.ir.save_json(t.mod), spec, str(work_dir), settings) for t in tasks]
+            for res in pool.map(_tune_in_a_process, args):
+                report.tasks.append(res)
+                if progress is not None:
+                    progress(res)
+        finally:
+            pool.shutdown(cancel_futures=True)  # an interrupted run does not wait for the queue
     report.wall_s = time.perf_counter() - start
     return report
 
 
-def _payload(task: HawkTask) -> tuple:
-    return (task.name, task.weight, tvm.ir.save_json(task.mod))
+def _tune_in_a_process(args) -> TaskResult:
+    """A task sent to a worker process as TVM JSON (no pickle of IR crosses)."""
+    name, weight, mod_json, spec, work_dir, settings = args
+
+    def run() -> TaskResult:
+        mod = tvm.ir.load_json(mod_json)
+        return tune_task(HawkTask(name, mod, weight, workload_of(name, mod["main"])), spec, work_dir, **settings)
+
+    return _guarded(name, weight, run)
 
 
-def _tune_payload(args) -> TaskResult:
-    (name, weight, mod_json), spec, work_dir, budget, kb_path, proposer_factory, seed, search_trials = args
-    from .tasks import workload_of
-
-    mod = tvm.ir.load_json(mod_json)
-    task = HawkTask(name, mod, weight, workload_of(name, mod["main"]))
+def _guarded(name: str, weight: int, run, category: str = "") -> TaskResult:
     try:
-        return tune_task(task, spec, work_dir, budget=budget, knowledge=kb_path, proposer_factory=proposer_factory,
-                         seed=seed, search_trials=search_trials)
+        return run()
     except Exception as err:  # noqa: BLE001 - one task failing is its result, not the run's end
-        return TaskResult(name, weight, task.workload.category, error=f"{type(err).__name__}: {err}")
+        return TaskResult(name, weight, category, error=f"{type(err).__name__}: {err}")
 
 
 def tune_task(task: HawkTask, spec: HardwareSpec, work_dir: str | Path, *, budget: int = 30,
               knowledge: str | Path | None = None, proposer_factory=None, seed: int = 0,
-              search_trials: int = 0) -> TaskResult:
-    """One task: the Hawk loop (and MetaSchedule around its kernels), the best committed."""
+              search_trials: int = 0, worker=None) -> TaskResult:
+    """One task: the Hawk loop (and MetaSchedule around its kernels), the best committed
+    (``worker``: the host worker to run kernels in; one is started for the task if None)."""
     from ..search import tune
 
     start = time.perf_counter()
@@ -134,7 +143,7 @@ def tune_task(task: HawkTask, spec: HardwareSpec, work_dir: str | Path, *, budge
         store = KnowledgeStore(knowledge)
         kb = Knowledge(store)
     try:
-        run = tune(task.workload, spec, proposer, budget=budget, seed=seed, knowledge=kb)
+        run = tune(task.workload, spec, proposer, budget=budget, seed=seed, knowledge=kb, worker=worker)
     finally:
         if store is not None:
             store.close()
@@ -149,7 +158,8 @@ def tune_task(task: HawkTask, spec: HardwareSpec, work_dir: str | Path, *, budge
     if search_trials > 0 and programs:
         from .around import search_around
 
-        found = search_around(task, spec, [c.text for c in programs[:3]], trials=search_trials, seed=seed)
+        found = search_around(task, spec, [c.text for c in programs[:3]], trials=search_trials, seed=seed,
+                              worker=worker)
         result.search_trials = found.trials
         if found.cycles is not None and (result.cycles is None or found.cycles < result.cycles):
             commit_trace(work_dir, task.mod, found.trace, found.cycles, task.name)
