@@ -30,7 +30,7 @@ from ..npu import register_intrinsics, spec_of, target
 from ..npu.spec import HardwareSpec
 from ..runtime.timing import SimulatorError, time_kernel
 from ..runtime.verify import verify
-from .tasks import fuse_passes, is_relax, narrow, weighted_total, workload_of
+from .tasks import fuse_passes, is_relax, narrow, safe_name, weighted_total, workload_of
 
 _current: contextvars.ContextVar[CompileOptions | None] = contextvars.ContextVar("hawk_compile", default=None)
 
@@ -225,7 +225,7 @@ class _Scheduler:
     def schedule(self, name: str, func: tirx.PrimFunc, calls: int) -> _Kernel:
         start = time.perf_counter()
         one = narrow(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}))
-        workload = workload_of(_name(name), one["main"])
+        workload = workload_of(safe_name(name), one["main"])
         report = KernelReport(name, "unscheduled", calls)
         scheduled, note = None, ""
         for source, find in (("database", self._from_database), ("rules", self._from_rules),
@@ -314,10 +314,5 @@ class _Scheduler:
             self.knowledge = Knowledge(store)
         return self.knowledge
 
-
-def _name(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100] or "kernel"
 
 

@@ -79,7 +79,7 @@ def extract_tasks(mod: tvm.IRModule | tirx.PrimFunc, spec: HardwareSpec) -> list
     tasks = []
     for name, one, weight in found:
         one = narrow(one)
-        tasks.append(HawkTask(_safe(name), one, weight, workload_of(_safe(name), one["main"])))
+        tasks.append(HawkTask(safe_name(name), one, weight, workload_of(safe_name(name), one["main"])))
     return sorted(tasks, key=lambda t: -t.weight)
 
 
@@ -153,5 +153,6 @@ def _written(func: tirx.PrimFunc) -> set[str]:
     return out
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "task"
+def safe_name(name: str) -> str:
+    """A name a workload may carry (letters, digits, '-', '_', '.'), from any PrimFunc's."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100] or "task"
