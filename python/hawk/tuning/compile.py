@@ -313,6 +313,3 @@ class _Scheduler:
             store = self.stack.enter_context(KnowledgeStore(self.options.knowledge))
             self.knowledge = Knowledge(store)
         return self.knowledge
-
-
-
