@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import sys
 import time
@@ -27,11 +28,23 @@ def main(argv: list[str] | None = None) -> int:
     from .ir import WorkloadError
     from .npu import SpecError
 
+    # SIGTERM unwinds like Ctrl-C: workers and sandboxes are closed, stores left committed
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.func(args)
     except (UsageError, SpecError, WorkloadError) as err:
         print(f"hawk: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hawk: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum, frame):
+    signal.signal(signum, signal.SIG_IGN)  # a second one must not cut the clean-up short
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -606,7 +619,7 @@ def cmd_tune(args) -> int:
     knowledge, store = _open_knowledge(args.kb, readonly=args.kb_readonly, ablation=args.kb_ablation,
                                        writer=client) if args.kb else (None, None)
 
-    entries = []
+    entries, interrupted = [], False
     worker = HostWorker()
     try:
         for wl in workloads:
@@ -619,6 +632,8 @@ def cmd_tune(args) -> int:
             entry = _tune_entry(result, wl, spec, ref)
             entries.append(entry)
             _print_tune_entry(entry, out=sys.stderr if args.json == "-" else sys.stdout)
+    except KeyboardInterrupt:  # keep what is finished, as hawk bench does
+        interrupted = True
     finally:
         worker.close()
         if store is not None:
@@ -634,8 +649,8 @@ def cmd_tune(args) -> int:
 
         summary["llm_usage"] = asdict(usage)
     report = {"target": spec.name, "proposer": getattr(proposer, "name", type(proposer).__name__),
-              "llm": args.llm, "seed": args.seed, "budget": args.budget, "workloads": entries,
-              "summary": summary}
+              "llm": args.llm, "seed": args.seed, "budget": args.budget, "interrupted": interrupted,
+              "workloads": entries, "summary": summary}
     out = sys.stderr if args.json == "-" else sys.stdout
     _print_tune_summary(summary, out=out)
     if args.json == "-":
@@ -645,6 +660,9 @@ def cmd_tune(args) -> int:
             Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         except OSError as err:
             raise UsageError(f"cannot write {args.json}: {err.strerror or err}") from None
+    if interrupted:
+        print(f"interrupted: {len(entries)} of {len(workloads)} workloads finished", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_OK if all(e["solved"] for e in entries) else EXIT_FAIL
 
 

@@ -62,13 +62,20 @@ def read_message(fd: int, *, max_header: int, max_blobs: int,
     return header, [_read_exact(fd, n, deadline) for n in sizes]
 
 
+SIGNAL_CHECK_S = 0.2
+
+
 def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
     buf = bytearray()
     while len(buf) < n:
         if deadline is not None:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            if left <= 0:
                 raise ChannelTimeout("no reply in time")
+            # short waits: a signal taken by another thread (SIGTERM, Ctrl-C) must not wait
+            # for the deadline before the main thread acts on it
+            if not select.select([fd], [], [], min(left, SIGNAL_CHECK_S))[0]:
+                continue
         chunk = os.read(fd, min(n - len(buf), 1 << 20))
         if not chunk:
             raise ChannelError("the other side closed the channel")

@@ -14,7 +14,10 @@ store (SQLite, safe across processes).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -100,10 +103,27 @@ def tune_model(mod, spec: HardwareSpec, work_dir: str | Path, *, budget: int = 3
                 report.tasks.append(res)
                 if progress is not None:
                     progress(res)
+        except BaseException:
+            _stop(pool)
+            raise
         finally:
             pool.shutdown(cancel_futures=True)  # an interrupted run does not wait for the queue
     report.wall_s = time.perf_counter() - start
     return report
+
+
+def _stop(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
+    """Interrupt the running tasks too: each unwinds (closing its sandboxes, committing
+    nothing half-done), and one that does not within the grace period is killed."""
+    procs = list((pool._processes or {}).values())  # no public handle on the workers in 3.11
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGINT)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.join(grace_s)
+        if proc.is_alive():
+            proc.kill()
 
 
 def _tune_in_a_process(args) -> TaskResult:
