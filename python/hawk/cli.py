@@ -183,6 +183,16 @@ def _open_knowledge(path: str, *, readonly: bool, ablation: str, cold: bool = Fa
     return Knowledge(store, options=ablation_options(ablation, learn=not readonly), writer=writer), store
 
 
+def _check_store(path: str) -> None:
+    """UsageError for a store the tasks could not write, before any of them opens it."""
+    from .knowledge import KnowledgeStore, StoreError
+
+    try:
+        KnowledgeStore(path).close()
+    except StoreError as err:
+        raise UsageError(str(err)) from None
+
+
 def _add_llm_flags(parser) -> None:
     llm = parser.add_argument_group("LLM endpoint (--llm openai; defaults from HAWK_LLM_* variables)")
     llm.add_argument("--model")
@@ -558,6 +568,8 @@ def cmd_compile(args) -> int:
 
     if args.budget < 0:
         raise UsageError("--budget must be at least 0")
+    if args.kb:
+        _check_store(args.kb)
     spec = load_spec(args.target)
     try:
         model = load_model(args.model)
@@ -675,6 +687,8 @@ def _tune_model(args) -> int:
         raise UsageError("--model-file needs --work-dir (the MetaSchedule database directory)")
     if args.jobs < 1 or args.budget < 1:
         raise UsageError("--jobs and --budget must be at least 1")
+    if args.kb:
+        _check_store(args.kb)
     _make_proposer(args)  # the flags are checked here, once; each task's process makes its own
     factory = None if args.llm == "offline" else ProposerFactory({f: getattr(args, f) for f in ("llm", *_LLM_FLAGS)})
     spec = load_spec(args.target)

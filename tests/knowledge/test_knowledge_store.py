@@ -1,6 +1,12 @@
 import json
 import multiprocessing
+import os
+import re
+import resource
+import signal
 import sqlite3
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 from hawk.knowledge import (
@@ -112,33 +118,52 @@ def test_bad_export_files_are_refused_before_anything_is_written(tmp_path):
         read_export(tmp_path / "half.json")
 
 
-@pytest.mark.parametrize("kind", ["garbage", "truncated", "foreign", "newer"])
-def test_unusable_store_files_are_refused_and_left_unchanged(tmp_path, kind):
+def _store_with_triples(path, n: int = 30) -> None:
+    with KnowledgeStore(path) as kb:
+        for i in range(n):
+            kb.add(make_triple(i))
+
+
+@pytest.mark.parametrize("kind, says", [
+    ("garbage", "not a knowledge store"),
+    ("truncated", "damaged"),  # cut at a page boundary
+    ("cut", "cut short"),  # in the middle of its last page
+    ("corrupt", "damaged knowledge store"),  # a b-tree page overwritten
+    ("foreign", "another application"),
+    ("newer", "newer Hawk"),
+])
+def test_unusable_store_files_are_refused_and_left_unchanged(tmp_path, kind, says):
     path = tmp_path / "kb.sqlite"
     if kind == "garbage":
         path.write_bytes(b"this is not a database, but it is somebody's file" * 100)
-    elif kind == "truncated":
-        with KnowledgeStore(path) as kb:
-            for i in range(30):
-                kb.add(make_triple(i))
+    elif kind in ("truncated", "cut"):
+        _store_with_triples(path)
         raw = path.read_bytes()
-        path.write_bytes(raw[: len(raw) // 3])
+        path.write_bytes(raw[: len(raw) // 3] if kind == "truncated" else raw[:-100])
+    elif kind == "corrupt":
+        _store_with_triples(path)
+        db = sqlite3.connect(path)
+        root, page = db.execute("SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_master "
+                                "WHERE name = 'triples'").fetchone()
+        db.close()
+        raw = bytearray(path.read_bytes())
+        raw[(root - 1) * page + 8:(root - 1) * page + 108] = b"\xa5" * 100
+        path.write_bytes(raw)
     elif kind == "foreign":
         db = sqlite3.connect(path)
         db.execute("CREATE TABLE t (x)")
         db.commit()
         db.close()
     else:
-        with KnowledgeStore(path):
-            pass
+        _store_with_triples(path, 1)
         db = sqlite3.connect(path)
         db.execute(f"PRAGMA user_version={store_mod.SCHEMA_VERSION + 1}")
         db.commit()
         db.close()
     before = path.read_bytes()
-    with pytest.raises(StoreError, match="kb.sqlite"), KnowledgeStore(path) as kb:
-        kb.triples()
-        kb.add(make_triple(99))
+    for readonly in (False, True):  # refused when opened, before anything could be written
+        with pytest.raises(StoreError, match=f"kb.sqlite: .*{says}"):
+            KnowledgeStore(path, readonly=readonly)
     assert path.read_bytes() == before
 
 
@@ -178,29 +203,162 @@ def test_read_only_store_refuses_writes(tmp_path):
             kb.add(make_triple(2))
 
 
-def _writer(path, start):
-    with KnowledgeStore(path) as kb:
-        for i in range(start, start + 25):
-            kb.add(make_triple(i, run=f"run-{start}"))
-            kb.record(Application(make_triple(i, run=f"run-{start}").id, f"run-{start}", f"w{i}", "t", i,
-                                  applied=True, fixed=True, correct=True))
+@contextmanager
+def _file_size_limit(limit: int):
+    """Writes past ``limit`` bytes fail with EFBIG, as on a full disk (SIGXFSZ ignored: the
+    process is told, not killed)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
 
 
-def test_several_processes_write_one_store(tmp_path):
+def test_a_full_disk_is_reported_and_what_was_committed_stays(tmp_path):
     path = tmp_path / "kb.sqlite"
-    KnowledgeStore(path).close()
+    _store_with_triples(path, 1)
+    committed = [make_triple(0).id]
+    with _file_size_limit(128 * 1024), KnowledgeStore(path) as kb:  # closed under the limit too
+        with pytest.raises(StoreError) as full:
+            for i in range(1, 10_000):
+                t = make_triple(i)
+                kb.add(t)
+                kb.record(Application(t.id, "r", "w", "t", i, applied=True, fixed=True, correct=True))
+                committed.append(t.id)
+        with pytest.raises(StoreError, match="file size limit"):  # the next write is told the same
+            kb.add(make_triple(99_999))
+        assert len(kb) >= len(committed)  # still read
+    assert str(full.value).startswith(f"{path}: cannot write: ") and "file size limit of 131072 bytes" in str(full.value)
+    with KnowledgeStore(path) as kb:  # room again
+        assert kb._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        triples = {t.id: t for t in kb.triples()}
+        # everything committed is there; of the write that failed, nothing or its triple alone
+        assert set(committed) <= set(triples) and len(triples) <= len(committed) + 1
+        assert all(t.stats.applications == len(kb.applications(t.id)) for t in triples.values())
+        assert kb.add(make_triple(99_999))
+
+
+def test_a_full_disk_mid_run_is_reported_and_the_run_goes_on(tmp_path, davinci):
+    from hawk.ir import ops
+    from hawk.knowledge.base import Knowledge
+    from hawk.runtime import HostWorker
+    from hawk.search import tune
+
+    from .test_knowledge_loop import Stubborn
+
+    path = tmp_path / "kb.sqlite"
+    worker = HostWorker()  # started before the disk fills: its own files are not the store's
+    try:
+        with KnowledgeStore(path) as store, ExitStack() as full:
+            kb = Knowledge(store, run="run-1")
+            before = []
+
+            def fill_the_disk(cand, result):  # once something is learned: the store's files cannot grow
+                if kb.learned and not before:
+                    before.extend(store.triples())
+                    full.enter_context(_file_size_limit(max(os.path.getsize(f"{path}{s}") for s in ("", "-wal"))))
+
+            result = tune(ops.unary("relu", "relu", 64, 256), davinci, Stubborn(), budget=8, worker=worker,
+                          knowledge=kb, on_candidate=fill_the_disk)
+    finally:
+        worker.close()
+    assert before and result.iterations == 8 and result.solved
+    reports = [c.error for c in result.candidates if c.error]  # once, on the candidate whose learning failed
+    assert len(reports) == 1 and reports[0].startswith(f"knowledge: StoreError: {path}: cannot write: ")
+    assert "file size limit" in reports[0]
+    with KnowledgeStore(path) as store:  # what was learned before the disk filled, as it was
+        assert store.triples() == before
+
+
+unprivileged = pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files and directories")
+
+
+@unprivileged
+def test_a_read_only_location_is_refused_with_its_cause(tmp_path, capsys):
+    from hawk.cli import main
+
+    folder, file = tmp_path / "ro", tmp_path / "kb.sqlite"
+    folder.mkdir()
+    _store_with_triples(folder / "kb.sqlite", 1)
+    _store_with_triples(file, 1)
+    folder.chmod(0o555)
+    file.chmod(0o444)
+    before = (folder / "kb.sqlite").read_bytes(), file.read_bytes()
+    try:
+        for path in (folder / "kb.sqlite", folder / "new.sqlite"):
+            with pytest.raises(StoreError) as refused:
+                KnowledgeStore(path)
+            assert str(refused.value) == f"{path}: cannot write: the directory {folder} is not writable " \
+                                         "(SQLite keeps its -wal and -shm files beside the store)"
+        with pytest.raises(StoreError, match=re.escape(f"; the directory {folder} is not writable")):
+            KnowledgeStore(folder / "kb.sqlite", readonly=True)  # SQLite cannot make its -shm file either
+        with pytest.raises(StoreError) as refused:
+            KnowledgeStore(file)
+        assert str(refused.value) == f"{file}: cannot write: the file is not writable (it can still be opened read-only)"
+        with KnowledgeStore(file, readonly=True) as kb:  # as it says
+            assert len(kb.triples()) == 1
+        model = str(Path(__file__).parents[2] / "examples" / "small_cnn.py")
+        target = ["--target", "davinci-like"]
+        for path in (folder / "kb.sqlite", file):
+            for command in (["tune", *target, "--workload", "relu_resnet"], ["compile", model, *target],
+                            ["tune", *target, "--model-file", model, "--work-dir", str(tmp_path / "db")],
+                            ["kb", "import", str(tmp_path / "export.json")]):
+                assert main([*command, "--kb", str(path)]) == 2
+                assert f"hawk: error: {path}: cannot write: " in capsys.readouterr().err
+        assert ((folder / "kb.sqlite").read_bytes(), file.read_bytes()) == before
+    finally:
+        folder.chmod(0o755)  # for the clean-up
+
+
+def _writer(path, writer: int, n: int, shared: str, go) -> None:
+    """Writer ``writer``: ``n`` triples of its own, applied once or twice each, and one
+    application of the triple every writer shares per triple written."""
+    run = f"run-{writer}"
+    go.wait()  # all at once
+    with KnowledgeStore(path) as kb:
+        for i in range(n):
+            t = make_triple(writer * 1000 + i, run=run)
+            kb.add(t)
+            for _ in range(1 + i % 2):
+                kb.record(Application(t.id, run, t.provenance.workload, "t", i, applied=True, fixed=True, correct=True))
+            kb.record(Application(shared, run, "shared", "t", i, applied=True, fixed=i % 2 == 0, correct=True))
+
+
+def test_sixteen_processes_learn_into_one_store(tmp_path):
+    path, writers, n = tmp_path / "kb.sqlite", 16, 25
+    shared = make_triple(999_999, run="shared")
+    with KnowledgeStore(path) as kb:
+        kb.add(shared)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(path, k * 100)) for k in range(4)]
+    go = ctx.Event()
+    procs = [ctx.Process(target=_writer, args=(path, w, n, shared.id, go)) for w in range(writers)]
     for p in procs:
         p.start()
+    go.set()
     for p in procs:
-        p.join(60)
+        p.join(120)
         assert p.exitcode == 0
     with KnowledgeStore(path) as kb:
         triples = kb.triples()
-        assert len(triples) == 100
-        assert all(t.stats.applications == 1 and t.provenance.run == f"run-{(t.provenance.iteration // 100) * 100}"
-                   for t in triples)
+        log = kb.applications()
+    by_id = {t.id: t for t in triples}
+    expected = {make_triple(w * 1000 + i, run=f"run-{w}").id for w in range(writers) for i in range(n)}
+    assert len(by_id) == len(triples) and set(by_id) == expected | {shared.id}  # each once, none lost
+    for t in triples:
+        if t.id == shared.id:
+            continue
+        w, i = divmod(t.provenance.iteration, 1000)
+        mine = [a for a in log if a["triple_id"] == t.id]
+        assert t.provenance.run == f"run-{w}" and {a["run"] for a in mine} == {f"run-{w}"}
+        assert t.stats.applications == len(mine) == 1 + i % 2
+    # the triple all of them applied: no update lost to another writer's
+    on_shared = [a for a in log if a["triple_id"] == shared.id]
+    assert by_id[shared.id].stats.applications == len(on_shared) == writers * n
+    assert by_id[shared.id].stats.successes == writers * ((n + 1) // 2)
+    assert all(sum(a["run"] == f"run-{w}" for a in on_shared) == n for w in range(writers))
 
 
 def test_kb_cli(tmp_path, capsys):

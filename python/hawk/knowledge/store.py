@@ -1,11 +1,13 @@
 """The knowledge store: SQLite in WAL mode, safe for several tuning processes at once.
 
 A store file is recognised by SQLite's ``application_id`` and versioned by its
-``user_version``; an older store is migrated in one transaction, a newer, foreign or
-corrupt one is refused with a clear ``StoreError`` and never written to. Triples are stored
-as validated JSON (no pickle anywhere); every write is one ``BEGIN IMMEDIATE`` transaction,
-so a writer killed in the middle loses at most what it was writing. Every application of
-a triple is logged with its effect (the evidence distillation judges by).
+``user_version``; an older store is migrated in one transaction, a newer, foreign,
+truncated or corrupt one is refused with a clear ``StoreError`` and never written to.
+Triples are stored as validated JSON (no pickle anywhere); every write is one ``BEGIN
+IMMEDIATE`` transaction, so a writer killed in the middle loses at most what it was
+writing. A write that cannot be made (a full disk, a read-only file or directory) is a
+``StoreError`` naming the path and the cause, and what was committed before stays. Every
+application of a triple is logged with its effect (the evidence distillation judges by).
 
 Export and import are JSON files (``{"format": "hawk-knowledge", ...}``). Imported triples
 arrive unverified: they have not worked on this runtime model yet.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -30,6 +33,8 @@ APPLICATION_ID = 0x48574B31  # "HWK1"
 SCHEMA_VERSION = 3
 EXPORT_FORMAT = "hawk-knowledge"
 BUSY_TIMEOUT_S = 30.0
+WAL_HEADER_BYTES = 32
+MAX_PAGE_BYTES = 65536
 
 # Migrations: MIGRATIONS[v] takes a store from version v to v + 1.
 MIGRATIONS = (
@@ -117,6 +122,10 @@ class KnowledgeStore:
         self.skipped: list[str] = []  # why rows were left out of the last listing
         if readonly and not self.path.exists():
             raise StoreError(f"{self.path}: no such knowledge store")
+        if not readonly:  # named now: SQLite says only "unable to open", or "readonly" at the first write
+            unwritable = self._unwritable()
+            if unwritable:
+                raise StoreError(f"{self.path}: cannot write: {unwritable}")
         try:
             if readonly:
                 self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
@@ -136,8 +145,12 @@ class KnowledgeStore:
             app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.OperationalError as err:  # the file is there but cannot be used (permissions, locks)
+            why = self._unwritable()
+            raise StoreError(f"{self.path}: cannot open: {err}{f'; {why}' if why else ''}") from None
         except sqlite3.DatabaseError as err:
-            raise StoreError(f"{self.path}: not a knowledge store ({err}); the file was left as it is") from None
+            raise StoreError(f"{self.path}: not a knowledge store, or a damaged one ({err}); "
+                             "the file was left as it is") from None
         if app_id == 0 and tables == 0 and version == 0:
             if self.readonly:
                 raise StoreError(f"{self.path}: an empty file, not a knowledge store")
@@ -147,6 +160,10 @@ class KnowledgeStore:
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: written by a newer Hawk (store schema {version}, this Hawk reads up to "
                              f"{SCHEMA_VERSION}); the file was left as it is")
+        if app_id == APPLICATION_ID:
+            damage = self._damage()
+            if damage:
+                raise StoreError(f"{self.path}: a damaged knowledge store ({damage}); the file was left as it is")
         if not self.readonly:
             self._pragma("journal_mode=WAL")
             self._pragma("synchronous=NORMAL")
@@ -156,11 +173,36 @@ class KnowledgeStore:
             raise StoreError(f"{self.path}: store schema {version} must be migrated to {SCHEMA_VERSION}; "
                              "open it once without read-only")
 
+    def _unwritable(self) -> str | None:
+        """Why this process cannot write the store, or None."""
+        folder = self.path.parent
+        if not folder.is_dir():
+            return f"no directory {folder}"
+        if not os.access(folder, os.W_OK):
+            return f"the directory {folder} is not writable (SQLite keeps its -wal and -shm files beside the store)"
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            return "the file is not writable (it can still be opened read-only)"
+        return None
+
+    def _damage(self) -> str | None:
+        """What is wrong with a knowledge store's file, or None: checked before anything is written to it."""
+        page = self._db.execute("PRAGMA page_size").fetchone()[0]
+        size = self.path.stat().st_size
+        wal = Path(f"{self.path}-wal")
+        # SQLite writes whole pages; a partial last page with no log to recover from was cut off
+        if size % page and not (wal.exists() and wal.stat().st_size > WAL_HEADER_BYTES):
+            return f"cut short: {size} bytes is not a whole number of {page}-byte pages"
+        try:
+            found = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as err:
+            return str(err)
+        return None if found == "ok" else found.removeprefix("*** in database main ***\n").splitlines()[0]
+
     def _pragma(self, setting: str) -> None:
         try:
             self._db.execute(f"PRAGMA {setting}")
         except sqlite3.Error as err:
-            raise StoreError(f"{self.path}: {err}") from None
+            raise StoreError(f"{self.path}: cannot set {setting}: {err}") from None
 
     def _migrate(self) -> None:
         with self._write():
@@ -174,22 +216,33 @@ class KnowledgeStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; StoreError naming the cause if it does not commit (nothing of it is kept)."""
         if self.readonly:
             raise StoreError(f"{self.path}: opened read-only")
         try:
             self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # SQLite has already rolled back after some errors (a full disk)
+                    self._db.execute("ROLLBACK")
+                raise
         except sqlite3.Error as err:
-            raise StoreError(f"{self.path}: cannot write: {err}") from None
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        try:
-            self._db.execute("COMMIT")
-        except sqlite3.Error as err:
-            self._db.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: cannot write: {err}") from None
+            raise StoreError(f"{self.path}: cannot write: {self._cause(err)}") from None
+
+    def _cause(self, err: sqlite3.Error) -> str:
+        """SQLite's message, and the file size limit when that is what stopped a write: SQLite
+        reports it only as an I/O error (a full disk it names itself)."""
+        code = getattr(err, "sqlite_errorname", None) or ""  # none on the sqlite3 module's own errors
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if not code.startswith("SQLITE_IOERR") or limit == resource.RLIM_INFINITY:
+            return str(err)
+        files = (self.path, Path(f"{self.path}-wal"))
+        largest = max((f.stat().st_size for f in files if f.exists()), default=0)
+        if largest + MAX_PAGE_BYTES <= limit:  # room for another page: something else went wrong
+            return str(err)
+        return f"{err}: its files reached this process's file size limit of {limit} bytes (ulimit -f)"
 
     def close(self) -> None:
         self._db.close()
@@ -205,24 +258,18 @@ class KnowledgeStore:
     def add(self, triple: Triple) -> bool:
         """Store a triple; False if one with its id is already there (it is left unchanged)."""
         body = json.dumps(triple.to_dict(), sort_keys=True)
-        try:
-            with self._write() as db:
-                cur = db.execute("INSERT OR IGNORE INTO triples (id, created, status, verified, body) "
-                                 "VALUES (?, ?, ?, ?, ?)",
-                                 (triple.id, time.time(), triple.stats.status, int(triple.stats.verified), body))
-                return cur.rowcount == 1
-        except sqlite3.Error as err:
-            raise StoreError(f"{self.path}: cannot write: {err}") from None
+        with self._write() as db:
+            cur = db.execute("INSERT OR IGNORE INTO triples (id, created, status, verified, body) "
+                             "VALUES (?, ?, ?, ?, ?)",
+                             (triple.id, time.time(), triple.stats.status, int(triple.stats.verified), body))
+            return cur.rowcount == 1
 
     def put(self, triple: Triple) -> None:
         """Replace a stored triple (its stats or status changed)."""
         body = json.dumps(triple.to_dict(), sort_keys=True)
-        try:
-            with self._write() as db:
-                db.execute("UPDATE triples SET status = ?, verified = ?, body = ? WHERE id = ?",
-                           (triple.stats.status, int(triple.stats.verified), body, triple.id))
-        except sqlite3.Error as err:
-            raise StoreError(f"{self.path}: cannot write: {err}") from None
+        with self._write() as db:
+            db.execute("UPDATE triples SET status = ?, verified = ?, body = ? WHERE id = ?",
+                       (triple.stats.status, int(triple.stats.verified), body, triple.id))
 
     def get(self, triple_id: str) -> Triple | None:
         row = self._query("SELECT id, body FROM triples WHERE id = ?", (triple_id,))
@@ -268,34 +315,31 @@ class KnowledgeStore:
 
     def record(self, app: Application) -> Triple | None:
         """Log one application and fold it into the triple's stats, in one transaction."""
-        try:
-            with self._write() as db:
-                db.execute(
-                    "INSERT INTO applications (triple_id, run, workload, target, iteration, applied, fixed, correct, "
-                    "cycles_before, cycles_after, new_faults, detail, created, features, scores) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (app.triple_id, app.run, app.workload, app.target, app.iteration, int(app.applied),
-                     int(app.fixed), int(app.correct), app.cycles_before, app.cycles_after,
-                     json.dumps(list(app.new_faults)), app.detail[:2000], time.time(),
-                     json.dumps(_numbers(app.features), sort_keys=True), json.dumps(_numbers(app.scores), sort_keys=True)))
-                row = db.execute("SELECT id, body FROM triples WHERE id = ?", (app.triple_id,)).fetchone()
-                if row is None or not app.applied:
-                    return None
-                triple = self._decode(row)
-                st = triple.stats
-                changes = {"applications": st.applications + 1, "successes": st.successes + int(app.fixed),
-                           "failed_in_a_row": 0 if app.fixed else st.failed_in_a_row + 1}
-                if app.fixed:
-                    changes["verified"] = True
-                    if app.cycles_before and app.cycles_after:
-                        changes["cycle_log_sum"] = st.cycle_log_sum + math.log(app.cycles_after / app.cycles_before)
-                        changes["cycle_n"] = st.cycle_n + 1
-                triple = triple.with_stats(**changes)
-                db.execute("UPDATE triples SET verified = ?, body = ? WHERE id = ?",
-                           (int(triple.stats.verified), json.dumps(triple.to_dict(), sort_keys=True), triple.id))
-                return triple
-        except sqlite3.Error as err:
-            raise StoreError(f"{self.path}: cannot write: {err}") from None
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO applications (triple_id, run, workload, target, iteration, applied, fixed, correct, "
+                "cycles_before, cycles_after, new_faults, detail, created, features, scores) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (app.triple_id, app.run, app.workload, app.target, app.iteration, int(app.applied),
+                 int(app.fixed), int(app.correct), app.cycles_before, app.cycles_after,
+                 json.dumps(list(app.new_faults)), app.detail[:2000], time.time(),
+                 json.dumps(_numbers(app.features), sort_keys=True), json.dumps(_numbers(app.scores), sort_keys=True)))
+            row = db.execute("SELECT id, body FROM triples WHERE id = ?", (app.triple_id,)).fetchone()
+            if row is None or not app.applied:
+                return None
+            triple = self._decode(row)
+            st = triple.stats
+            changes = {"applications": st.applications + 1, "successes": st.successes + int(app.fixed),
+                       "failed_in_a_row": 0 if app.fixed else st.failed_in_a_row + 1}
+            if app.fixed:
+                changes["verified"] = True
+                if app.cycles_before and app.cycles_after:
+                    changes["cycle_log_sum"] = st.cycle_log_sum + math.log(app.cycles_after / app.cycles_before)
+                    changes["cycle_n"] = st.cycle_n + 1
+            triple = triple.with_stats(**changes)
+            db.execute("UPDATE triples SET verified = ?, body = ? WHERE id = ?",
+                       (int(triple.stats.verified), json.dumps(triple.to_dict(), sort_keys=True), triple.id))
+            return triple
 
     def applications(self, triple_id: str | None = None) -> list[dict]:
         cols = ("seq", "triple_id", "run", "workload", "target", "iteration", "applied", "fixed", "correct",
@@ -319,22 +363,19 @@ class KnowledgeStore:
                        *, reverts: int | None = None) -> int:
         """Write ``after`` over the stored triples and record the change, in one transaction;
         returns the entry's number. ``reverts`` marks an earlier entry as reverted."""
-        try:
-            with self._write() as db:
-                for t in after:
-                    db.execute("UPDATE triples SET status = ?, verified = ?, body = ? WHERE id = ?",
-                               (t.stats.status, int(t.stats.verified), json.dumps(t.to_dict(), sort_keys=True), t.id))
-                cur = db.execute(
-                    "INSERT INTO history (created, action, triples, before, after, reason, arbiter) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (time.time(), action, json.dumps([t.id for t in after]),
-                     json.dumps([t.to_dict() for t in before], sort_keys=True),
-                     json.dumps([t.to_dict() for t in after], sort_keys=True), reason[:1000], arbiter))
-                if reverts is not None:
-                    db.execute("UPDATE history SET reverted = 1 WHERE seq = ?", (reverts,))
-                return int(cur.lastrowid)
-        except sqlite3.Error as err:
-            raise StoreError(f"{self.path}: cannot write: {err}") from None
+        with self._write() as db:
+            for t in after:
+                db.execute("UPDATE triples SET status = ?, verified = ?, body = ? WHERE id = ?",
+                           (t.stats.status, int(t.stats.verified), json.dumps(t.to_dict(), sort_keys=True), t.id))
+            cur = db.execute(
+                "INSERT INTO history (created, action, triples, before, after, reason, arbiter) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), action, json.dumps([t.id for t in after]),
+                 json.dumps([t.to_dict() for t in before], sort_keys=True),
+                 json.dumps([t.to_dict() for t in after], sort_keys=True), reason[:1000], arbiter))
+            if reverts is not None:
+                db.execute("UPDATE history SET reverted = 1 WHERE seq = ?", (reverts,))
+            return int(cur.lastrowid)
 
     def history(self, seq: int | None = None) -> list[dict]:
         """Every distillation entry in order (``seq``: that one only)."""
@@ -364,12 +405,9 @@ class KnowledgeStore:
 
     def save_model(self, name: str, body: bytes, meta: dict, fmt: str = "xgboost-json") -> None:
         """Store a model in its own serialisation (XGBoost JSON: no pickle), replacing the last."""
-        try:
-            with self._write() as db:
-                db.execute("INSERT OR REPLACE INTO models (name, format, body, meta, created) VALUES (?, ?, ?, ?, ?)",
-                           (name, fmt, sqlite3.Binary(body), json.dumps(meta, sort_keys=True), time.time()))
-        except sqlite3.Error as err:
-            raise StoreError(f"{self.path}: cannot write: {err}") from None
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO models (name, format, body, meta, created) VALUES (?, ?, ?, ?, ?)",
+                       (name, fmt, sqlite3.Binary(body), json.dumps(meta, sort_keys=True), time.time()))
 
     def model(self, name: str) -> tuple[bytes, dict] | None:
         """(body, meta) of a stored model, or None."""
