@@ -202,6 +202,9 @@ def _add_llm_flags(parser) -> None:
     llm.add_argument("--retries", type=int, metavar="N", help="attempts after the first")
     llm.add_argument("--cache", metavar="DIR", help="response cache directory")
     llm.add_argument("--transcript", metavar="FILE", help="append every exchange to FILE (for replay:FILE)")
+    llm.add_argument("--llm-fallback", choices=["none", "offline"], default="none",
+                     help="who writes a kernel when the LLM call failed after its retries (default: nobody, "
+                          "the iteration is recorded as no proposal)")
 
 
 # --- kb -----------------------------------------------------------------------------------
@@ -660,11 +663,15 @@ def cmd_tune(args) -> int:
         from dataclasses import asdict
 
         summary["llm_usage"] = asdict(usage)
+        summary["llm_fallbacks"] = getattr(proposer, "fallbacks", 0)
     report = {"target": spec.name, "proposer": getattr(proposer, "name", type(proposer).__name__),
               "llm": args.llm, "seed": args.seed, "budget": args.budget, "interrupted": interrupted,
               "workloads": entries, "summary": summary}
     out = sys.stderr if args.json == "-" else sys.stdout
     _print_tune_summary(summary, out=out)
+    if summary.get("llm_fallbacks"):
+        print(f"the LLM call failed {summary['llm_fallbacks']} time(s); the offline proposer wrote those kernels",
+              file=out)
     if args.json == "-":
         print(json.dumps(report, indent=2))
     elif args.json:
@@ -690,7 +697,8 @@ def _tune_model(args) -> int:
     if args.kb:
         _check_store(args.kb)
     _make_proposer(args)  # the flags are checked here, once; each task's process makes its own
-    factory = None if args.llm == "offline" else ProposerFactory({f: getattr(args, f) for f in ("llm", *_LLM_FLAGS)})
+    factory = None if args.llm == "offline" else ProposerFactory(
+        {f: getattr(args, f) for f in ("llm", "llm_fallback", *_LLM_FLAGS)})
     spec = load_spec(args.target)
     try:
         model = load_model(args.model_file)
@@ -865,11 +873,15 @@ def _make_proposer(args):
     given = [f"--{f.replace('_', '-')}" for f in _LLM_FLAGS if getattr(args, f) is not None]
     if kind != "openai" and given:
         raise UsageError(f"{', '.join(given)} only apply to --llm openai")
-    if kind == "offline":
+    fallback = getattr(args, "llm_fallback", "none")
+    if kind == "offline" and fallback != "none":
+        raise UsageError("--llm-fallback applies to --llm openai or replay:FILE")
+    if kind == "offline" or fallback == "offline":
         try:
             from .propose.offline import OfflineProposer
         except ImportError as err:
             raise UsageError(f"the offline proposer is not available (hawk.propose.offline): {err}") from None
+    if kind == "offline":
         return OfflineProposer(), None
     if kind != "openai" and not kind.startswith("replay:"):
         raise UsageError(f"--llm must be offline, openai or replay:FILE, not {kind!r}")
@@ -896,7 +908,7 @@ def _make_proposer(args):
         if not path.is_file():
             raise UsageError(f"--llm {kind}: no such transcript file")
         client = ReplayClient(path)
-    return LLMProposer(client), client
+    return LLMProposer(client, OfflineProposer() if fallback == "offline" else None), client
 
 
 def _progress(name: str, budget: int):
