@@ -309,10 +309,21 @@ def _repeat_body(script: str, times: int) -> str:
 
 
 def _wild_index(script: str) -> str:
-    """A load whose index is data: nothing proves it in bounds, and it is not."""
-    return re.sub(r"(\w+)\[(v\w*), (v\w*)\](?=[^=]*$)",
-                  lambda m: f"{m.group(1)}[T.Cast(\"int32\", {m.group(1)}[{m.group(2)}, {m.group(3)}] * "
-                            f"T.float32(1.0e9)), {m.group(3)}]", script, count=1, flags=re.MULTILINE)
+    """The first load on the right of a store gets an index that is data: nothing proves it
+    in bounds, and it is not (a wild read, as an aborting kernel's)."""
+    lines = script.splitlines()
+    for i, line in enumerate(lines):
+        store = re.match(r"(\s*\w+\[[^\]]*\] = )(.*)$", line)
+        if store is None:
+            continue
+        load = re.search(r"(\w+)\[(v\w*), ", store.group(2))
+        if load is None:
+            continue
+        name, first = load.group(1), load.group(2)
+        wild = f'{name}[T.Cast("int32", {name}[{first}, 0] * T.float32(1.0e9)), '
+        lines[i] = store.group(1) + store.group(2).replace(load.group(0), wild, 1)
+        return "\n".join(lines)
+    return script
 
 
 def _huge_allocation(script: str) -> st.SearchStrategy[str]:

@@ -28,7 +28,7 @@ def _interrupt(args: list[str], tmp_path: Path, sig: int, *, after_lines: int, m
     ``marker`` have been written, and report what is left."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmp)}
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "hawk.cli", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -62,7 +62,13 @@ def _interrupt(args: list[str], tmp_path: Path, sig: int, *, after_lines: int, m
         seen.setdefault(p.pid, p)
     sent = time.monotonic()
     proc.send_signal(sig)
-    code = proc.wait(timeout=60)
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack into the output
+        time.sleep(5)
+        proc.kill()
+        raise AssertionError("still running 60 s after the signal:\n" + "".join(lines[-150:])) from None
     stopped_s = time.monotonic() - sent
     time.sleep(0.5)
     alive = [p for p in seen.values() if _alive(p)]
