@@ -78,7 +78,7 @@ class SandboxProcess:
     def start(self) -> dict:
         """Start the child; returns its confinement report."""
         self.close()
-        _remove_stale_workdirs()
+        remove_stale_workdirs()
         self._workdir = tempfile.mkdtemp(prefix=f"{_WORKDIR_PREFIX}{os.getpid()}-{self.role}-")
         if os.geteuid() == 0:  # the child becomes nobody and must still own its directory
             os.chown(self._workdir, NOBODY, NOBODY)
@@ -190,7 +190,7 @@ def _close_all() -> None:
         proc.close()
 
 
-def _remove_stale_workdirs() -> None:
+def remove_stale_workdirs() -> None:
     """Directories left by a parent that was killed (it could not clean up after itself)."""
     base = tempfile.gettempdir()
     for name in os.listdir(base):

@@ -112,9 +112,12 @@ def tune_model(mod, spec: HardwareSpec, work_dir: str | Path, *, budget: int = 3
     return report
 
 
-def _stop(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
-    """Interrupt the running tasks too: each unwinds (closing its sandboxes, committing
-    nothing half-done), and one that does not within the grace period is killed."""
+def _stop(pool: ProcessPoolExecutor, grace_s: float = 5.0) -> None:
+    """Interrupt the running tasks too: each unwinds (closing its sandboxes), and one that
+    does not within the grace period (blocked in native code) is killed -- its sandboxes die
+    with it, its store writes are transactions, and its sandbox directories are removed."""
+    from ..sandbox.process import remove_stale_workdirs
+
     procs = list((pool._processes or {}).values())  # no public handle on the workers in 3.11
     for proc in procs:
         with contextlib.suppress(ProcessLookupError):
@@ -124,6 +127,8 @@ def _stop(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
         proc.join(grace_s)
         if proc.is_alive():
             proc.kill()
+            proc.join()
+    remove_stale_workdirs()
 
 
 def _tune_in_a_process(args) -> TaskResult:
