@@ -30,7 +30,7 @@ from .fuzz import Canary, draw
 
 SUITE = "smoke"
 TARGET = "davinci-like"
-MEMORY_BOUND_MB = 1536  # the tuner process itself; its sandboxed children have their own limits
+MEMORY_BOUND_MB = 1024  # the tuner process itself; its sandboxed children have their own limits
 OUTCOMES = {"ok", "no_proposal", "admission", "signature", "fault", "wrong", "timing_error", "flagged",
             "timeout", "crash", "build_error", "runtime_error", "reference_error", "internal_error"}
 

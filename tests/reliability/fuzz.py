@@ -76,11 +76,14 @@ def proposals(bases: list[str], canary: Canary) -> st.SearchStrategy[Proposal]:
     scripts = [b for b in bases if "@T.prim_func" in b]
     mutated_program = st.sampled_from(programs).flatmap(lambda b: _mutated(b, program=True))
     mutated_script = st.sampled_from(scripts).flatmap(lambda b: _mutated(b, program=False))
-    # a third each: mutated programs, mutated kernels, the known payload classes (one_of would
-    # flatten the payloads' own one_of and weigh every class like a mutation)
+    # a fifth each: mutated programs, mutated kernels, programs generated from the grammar;
+    # two fifths the known payload classes (one_of would flatten the payloads' own one_of
+    # and weigh every class like a mutation)
+    payloads = _payloads(programs, scripts, canary)
     branches = [mutated_program.map(lambda t: ("mutated program", t)),
                 mutated_script.map(lambda t: ("mutated tvmscript", t)),
-                _payloads(programs, scripts, canary)]
+                _generated_program(programs).map(lambda t: ("generated program", t)),
+                payloads, payloads]
     body = st.sampled_from(range(len(branches))).flatmap(lambda i: branches[i])
     return st.tuples(body, _wrappers()).map(lambda pair: Proposal(pair[0][0], pair[1](pair[0][1])))
 
@@ -173,6 +176,38 @@ def _truncate(text):
 
 def _insert_junk(text):
     return st.tuples(st.integers(0, len(text)), st.sampled_from(JUNK)).map(lambda p: text[: p[0]] + p[1] + text[p[0]:])
+
+
+# ---- schedule programs from the grammar -------------------------------------------------------
+
+def _generated_program(programs: list[str]) -> st.SearchStrategy[str]:
+    """Straight-line programs of schedule calls: any primitive, keyword or positional
+    arguments built from earlier results, block names of the real programs, scopes,
+    numbers, lists and nesting -- well-formed Python, arbitrary meaning."""
+    names = sorted({m for p in programs for m in re.findall(r'name="(\w+)"', p)}) or ["root"]
+    return st.integers(1, 12).flatmap(lambda n: st.tuples(*[_statement(i, names) for i in range(n)])).map("\n".join)
+
+
+def _statement(i: int, names: list[str]) -> st.SearchStrategy[str]:
+    earlier = [f"v{j}" for j in range(i)]
+    leaf = st.one_of(st.sampled_from(EXTREMES + [None, 0.5, True]).map(repr),
+                     st.sampled_from(names + SCOPES + ANN_KEYS).map(repr),
+                     *([st.sampled_from(earlier), st.sampled_from(earlier).map(lambda v: f"{v}[-1]")]
+                       if earlier else []))
+    arg = st.recursive(leaf, lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]"),
+        st.tuples(st.sampled_from(PRIMITIVES[:2]), inner).map(lambda p: f"sch.{p[0]}({p[1]})")), max_leaves=6)
+    keyword = st.sampled_from(["block", "loop", "factors", "storage_scope", "read_buffer_index", "name", "ann_key",
+                               "ann_val", "write_buffer_index", "tensor_intrin", "preserve_unit_iters", "index"])
+    args = st.lists(st.one_of(arg, st.tuples(keyword, arg).map(lambda kv: f"{kv[0]}={kv[1]}")), max_size=4)
+    target = st.sampled_from([f"v{i}", f"v{i}, v{i}_b", f"*v{i},", "_"])
+    return st.tuples(target, st.sampled_from(PRIMITIVES + UNKNOWN[:3]), args).map(
+        lambda t: f"{t[0]} = sch.{t[1]}({', '.join(_ordered(t[2]))})")
+
+
+def _ordered(args: list[str]) -> list[str]:
+    """Positional before keyword arguments, so the text stays Python."""
+    return [a for a in args if not re.match(r"\w+=", a)] + [a for a in args if re.match(r"\w+=", a)]
 
 
 # ---- the known payload classes ---------------------------------------------------------------

@@ -36,7 +36,7 @@ def test_proposals_are_drawn_from_every_class_and_are_reproducible(tmp_path):
     first = draw(300, bases, canary, seed=3)
     assert [p.answer for p in first] == [p.answer for p in draw(300, bases, canary, seed=3)]
     kinds = {p.kind for p in first}
-    assert kinds >= {"mutated program", "mutated tvmscript", "syntax error", "unknown primitive",
+    assert kinds >= {"mutated program", "mutated tvmscript", "generated program", "syntax error", "unknown primitive",
                      "wrong argument types", "huge loop or list", "deep nesting", "huge allocation", "hanging kernel",
                      "aborting kernel", "extern call", "forged annotation", "escape"}
 
