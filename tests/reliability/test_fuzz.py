@@ -7,8 +7,6 @@ import socket
 import time
 from pathlib import Path
 
-import pytest
-
 from .campaign import _files, _Listeners, _token_files, run_campaign
 from .fuzz import Canary, draw
 
@@ -17,12 +15,6 @@ def test_a_short_campaign_crashes_nothing_classifies_everything_and_lets_nothing
     result = run_campaign(36, tmp_path, seed=0, exec_timeout=3, time_limit=600)
     assert result.problems == [], result.to_dict()
     assert sum(result.outcomes.values()) == result.proposals == 36
-
-
-@pytest.mark.slow
-def test_the_full_campaign(tmp_path):
-    result = run_campaign(1000, tmp_path, seed=1, exec_timeout=3)
-    assert result.problems == [], result.to_dict()
 
 
 def test_proposals_are_drawn_from_every_class_and_are_reproducible(tmp_path):
