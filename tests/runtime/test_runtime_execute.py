@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 from hawk.bench.reference import reference_kernel
-from hawk.ir import from_te, ops
+from hawk.ir import from_te, ops, positive_inputs
+from hawk.ir.workload import PROFILES
 from hawk.runtime import HostWorker, execute
-from hawk.runtime.execute import TOLERANCE
-from tvm import te
+from hawk.runtime.execute import TOLERANCE, profile_trial
+from tvm import te, tirx
 from tvm.script import tirx as T
 
 
@@ -195,6 +196,14 @@ def test_nan_where_the_reference_is_nan_and_nowhere_else():
     assert _errors(np.array([np.nan, np.nan, 2.0], dtype="float32"), want, "float32")[2] == 1
 
 
+def test_an_infinite_reference_wants_the_same_infinity():
+    from hawk.runtime.execute import _errors
+
+    want = np.array([np.inf, -np.inf, 1.0], dtype="float16")
+    assert _errors(want.copy(), want, "float16")[2] == 0
+    assert _errors(np.array([6e4, np.inf, 1.0], dtype="float16"), want, "float16")[2] == 2
+
+
 @T.prim_func(s_tir=True)
 def _sqrt_skips_where_undefined(X: T.Buffer((64, 128), "float32"), Y: T.Buffer((64, 128), "float32")):
     for i, j in T.grid(64, 128):
@@ -225,3 +234,88 @@ def test_a_reference_of_nan_is_no_loophole(worker):
     assert skipped.status == "mismatch" and "never written" in skipped.message  # the poisons show the skip
     everywhere = execute(_sqrt_nan_everywhere, wl, worker=worker)
     assert everywhere.status == "mismatch" and "differ" in everywhere.message
+
+
+@T.prim_func(s_tir=True)
+def _rowmax_from_zero(X: T.Buffer((16, 64), "float32"), S: T.Buffer((16,), "float32")):
+    for i, k in T.grid(16, 64):
+        with T.sblock("S"):
+            vi, vk = T.axis.remap("SR", [i, k])
+            with T.init():
+                S[vi] = T.float32(0)  # right only while every row has a positive element
+            S[vi] = T.max(S[vi], X[vi, vk])
+
+
+def test_a_kernel_right_only_for_positive_inputs_fails_the_negative_profile(worker):
+    wl = ops.row_reduce("rowmax", "max", 16, 64)
+    assert execute(_rowmax_from_zero, wl, worker=worker, trials=1).correct
+    res = execute(_rowmax_from_zero, wl, worker=worker)
+    assert res.status == "mismatch" and res.message.startswith("trial 1 (profile negative): 16 of 16"), res
+
+
+def _softmax_unshifted():
+    X = te.placeholder((8, 64), "float32", name="X")
+    k = te.reduce_axis((0, 64), name="k")
+    s = te.compute((8,), lambda i: te.sum(te.exp(X[i, k]), axis=k), name="s")  # no max subtracted
+    return te.create_prim_func([X, te.compute((8, 64), lambda i, j: te.exp(X[i, j]) / s[i], name="Y")])
+
+
+def test_a_softmax_right_only_for_small_inputs_fails_the_large_profile(worker):
+    wl = ops.softmax("softmax", 8, 64)
+    assert execute(_softmax_unshifted(), wl, worker=worker, trials=2).correct  # normal, negative
+    res = execute(_softmax_unshifted(), wl, worker=worker, trials=3)
+    assert res.status == "mismatch" and res.message.startswith("trial 2 (profile large, X x2^6)"), res
+
+
+def _double_f16():
+    X = te.placeholder((32, 64), "float16", name="X")
+    Y = te.compute((32, 64), lambda i, j: X[i, j] * tirx.const(2, "float16"), name="Y")
+    return from_te("double16", "elementwise", [X, Y], reference=lambda x: (x.astype(np.float64) * 2).astype("float16"))
+
+
+@T.prim_func(s_tir=True)
+def _double_via_eight(X: T.Buffer((32, 64), "float16"), Y: T.Buffer((32, 64), "float16")):
+    for i, j in T.grid(32, 64):
+        with T.sblock("Y"):
+            vi, vj = T.axis.remap("SS", [i, j])
+            Y[vi, vj] = X[vi, vj] * T.float16(8) * T.float16(0.25)  # 8 X overflows before Y does
+
+
+def test_near_overflow_takes_the_largest_scale_with_a_finite_reference(worker):
+    wl = _double_f16()
+    for seed in range(3):
+        trial = profile_trial(wl, "near_overflow", seed)
+        y = trial.expected[0].astype(np.float64)
+        assert trial.exponent > 6 and np.isfinite(y).all() and np.abs(y).max() > 65504 / 4
+        with np.errstate(over="ignore"):
+            over = wl.reference(*wl.make_inputs(seed, "near_overflow", trial.exponent + 1))
+        assert not np.isfinite(over).all()
+    assert execute(wl.func, wl, worker=worker, trials=len(PROFILES)).correct
+    res = execute(_double_via_eight, wl, worker=worker)
+    assert res.status == "mismatch" and res.message.startswith("trial 4 (profile near_overflow, X x2^"), res
+
+
+def test_a_scaled_trial_is_judged_as_its_unscaled_self():
+    wl = _double_workload()
+    large, small = profile_trial(wl, "large", 0), profile_trial(wl, "small", 0)
+    assert large.exponent == 6 and large.floor == [pytest.approx(64.0)]
+    assert small.exponent == -8 and small.floor == [1.0]
+
+
+def test_profiles_keep_indices_valid_and_own_generators_in_their_domain():
+    emb = ops.embedding("emb", 50, 8, 32)
+    X = te.placeholder((8, 16), "float32", name="X")
+    log = from_te("log", "elementwise", [X, te.compute((8, 16), lambda i, j: te.log(X[i, j]), name="Y")],
+                  generators=[positive_inputs], reference=np.log)
+    assert [p.name for p in log.profiles] == ["normal", "large", "small", "wide"]  # never negated nor zeroed
+    assert "near_overflow" not in [p.name for p in emb.profiles]  # no float16 input
+    for p in PROFILES:
+        _, ids = emb.make_inputs(1, p.name)
+        assert ids.dtype == np.int32 and ids.min() >= 0 and ids.max() < 50
+        assert (log.make_inputs(1, p.name)[0] > 0).all()
+
+
+def test_the_first_trial_keeps_the_normal_inputs():
+    wl = ops.unary("silu", "silu", 64, 256)
+    assert np.array_equal(wl.make_inputs(7), wl.make_inputs(7, "normal"))
+    assert not np.array_equal(wl.make_inputs(7), wl.make_inputs(7, "sparse"))

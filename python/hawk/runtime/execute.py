@@ -11,10 +11,11 @@ import threading
 import time
 from dataclasses import dataclass
 
+import ml_dtypes
 import numpy as np
 import tvm
 
-from ..ir.workload import Workload, WorkloadError, param_specs
+from ..ir.workload import PROFILE, Workload, WorkloadError, is_float, param_specs
 from ..sandbox import Limits, SandboxError, SandboxProcess, SandboxTimeout
 from .program import ProgramError, as_module, main_func, read_program
 
@@ -24,6 +25,8 @@ DEFAULT_TIMEOUT_S = 60.0
 HOST_MEMORY_MB = 4096  # TVM + LLVM map ~0.6 GB; the rest is for kernels and their data
 HOST_LIFETIME_CPU_S = 24 * 3600  # each request also gets its own CPU backstop
 MAX_REPLY_HEADER = 1 << 20
+HEADROOM = 15 / 16  # a scaled profile keeps float outputs this far below their dtype's largest value
+NEAR = 1 / 16  # near_overflow: outputs at least this fraction of their dtype's largest value
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,128 @@ def reference_outputs(workload: Workload, inputs: list[np.ndarray], *, worker: H
     return [np.asarray(o) for o in outs]
 
 
+@dataclass(frozen=True)
+class Trial:
+    """One trial: its inputs under a value profile (input ``target`` scaled by 2**exponent),
+    the reference's outputs, and per output the factor on the absolute part of the
+    tolerance (``floor``)."""
+
+    profile: str
+    exponent: int
+    target: str
+    inputs: list
+    expected: list
+    floor: list
+
+    @property
+    def label(self) -> str:
+        return f"profile {self.profile}" + (f", {self.target} x2^{self.exponent}" if self.exponent else "")
+
+
+def profile_trial(workload: Workload, profile: str, seed: int, *, worker: HostWorker | None = None,
+                  timeout: float = DEFAULT_TIMEOUT_S) -> Trial:
+    """The inputs of one trial under ``profile`` with their expected outputs.
+
+    A scaled profile takes the largest power of two in its range at which the reference's
+    float outputs stay finite, HEADROOM below their largest value, and NaN only where they
+    are NaN at the smallest scale (outside the function's domain, as a sqrt of a negative):
+    no kernel fails for an overflow that is the reference's as much as its own, nor for
+    rounding a value at the edge the other way. A profile with several candidate targets
+    (near_overflow) takes the first that brings an output near overflow, NEAR of its
+    largest value (V of an attention, not Q: a softmax bounds what Q does).
+
+    Scaled up, a trial is judged as its unscaled self: the absolute part of the tolerance
+    grows with the outputs' RMS, since a correct kernel's rounding does (a GEMM that
+    cancels to ~0 is off by eps times its terms, which grew).
+    """
+    prof = PROFILE[profile]
+    lo, hi = prof.exponents
+    targets = prof.targets([t.dtype for t in workload.inputs]) or [None]
+    seen: dict[tuple, tuple[list, list]] = {}
+
+    def at(i, e: int) -> tuple[list, list]:
+        """Inputs with target i scaled by 2**e, and the reference's outputs for them."""
+        if (i, e) not in seen:
+            inputs = workload.make_inputs(seed, profile, e, i)
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is what the search looks for
+                seen[i, e] = inputs, reference_outputs(workload, inputs, worker=worker, timeout=timeout)
+        return seen[i, e]
+
+    def trial(i, e: int) -> Trial:
+        inputs, outs = at(i, e)
+        floor = [_rms_growth(o, base) for o, base in zip(outs, at(i, 0)[1])] if e > 0 else [1.0] * len(outs)
+        return Trial(profile, e, workload.inputs[i].name if i is not None else "", inputs, outs, floor)
+
+    if lo == hi:
+        return trial(targets[0], hi)
+    for i in targets:
+        top = min(hi, _input_room(at(i, 0)[0][i]))  # the target itself stays finite
+        outs = at(i, top)[1]
+        if not _in_range(workload, outs):
+            return trial(i, _fit(workload, lambda e, i=i: at(i, e)[1], lo, top))
+        if not prof.fp16_only or _near_overflow(workload, outs):
+            return trial(i, top)
+    return trial(targets[0], 0)  # no input brings an output near overflow (Q of an attention)
+
+
+def _fit(workload: Workload, outputs_at, lo: int, hi: int) -> int:
+    """The largest exponent in [lo, hi) whose outputs are in range (lo if none is)."""
+    base = outputs_at(lo)
+    nan = [np.isnan(o.astype(np.float64)) if is_float(t.dtype) else None for t, o in zip(workload.outputs, base)]
+    if not _in_range(workload, base, nan):
+        return lo
+    fits, over = lo, hi  # over: the smallest exponent known not to fit
+    while over - fits > 1:
+        mid = (fits + over) // 2
+        fits, over = (mid, over) if _in_range(workload, outputs_at(mid), nan) else (fits, mid)
+    return fits
+
+
+def _largest(dtype) -> float:
+    return float(ml_dtypes.finfo(_np_dtype(str(dtype))).max)
+
+
+def _in_range(workload: Workload, outs: list[np.ndarray], nan: list | None = None) -> bool:
+    """Float outputs finite, below HEADROOM of their largest value, NaN only where ``nan``
+    (nowhere when None)."""
+    for spec, out, where in zip(workload.outputs, outs, nan or [None] * len(outs)):
+        if not is_float(spec.dtype):
+            continue
+        x = out.astype(np.float64)
+        isnan = np.isnan(x)
+        if not np.array_equal(isnan, where if where is not None else np.zeros_like(isnan)):
+            return False
+        if np.abs(x[~isnan]).max(initial=0.0) > HEADROOM * _largest(spec.dtype):
+            return False  # also every infinity
+    return True
+
+
+def _near_overflow(workload: Workload, outs: list[np.ndarray]) -> bool:
+    """Some float output reaches NEAR of its dtype's largest value."""
+    for spec, out in zip(workload.outputs, outs):
+        x = np.abs(out.astype(np.float64))
+        if is_float(spec.dtype) and x[np.isfinite(x)].max(initial=0.0) >= NEAR * _largest(spec.dtype):
+            return True
+    return False
+
+
+def _input_room(x: np.ndarray) -> int:
+    """The largest e at which 2**e x stays HEADROOM below its dtype's largest value."""
+    top = float(np.abs(x.astype(np.float64)).max(initial=0.0))
+    return math.floor(math.log2(HEADROOM * _largest(x.dtype) / top)) if top > 0 else 1 << 10
+
+
+def _rms_growth(out: np.ndarray, base: np.ndarray) -> float:
+    """How many times larger the RMS of ``out`` is than that of ``base`` (finite elements), at least 1."""
+    def rms(x):
+        x = x.astype(np.float64)
+        x = x[np.isfinite(x)]
+        return float(np.sqrt(np.mean(x * x))) if x.size else 0.0
+
+    top, bottom = rms(out), rms(base)
+    return max(1.0, top / bottom) if bottom > 0 else 1.0
+
+
 def check_signature(kernel, workload: Workload) -> str:
     """'' when the kernel's params match the workload's in count, shape and dtype."""
     try:
@@ -203,9 +328,16 @@ def _unrunnable(kernel) -> str:
     return f"calls {', '.join(sorted(calls))}: not an instruction of the NPU, not run" if calls else ""
 
 
+def kernel_json(kernel) -> str:
+    """The kernel as the TVM JSON the host worker builds (its main function as ``main``)."""
+    func = main_func(as_module(kernel)).with_attr("global_symbol", "main")
+    return tvm.ir.save_json(tvm.IRModule({"main": func}))
+
+
 def execute(kernel, workload: Workload, *, trials: int = DEFAULT_TRIALS, seed: int = 0,
             timeout: float = DEFAULT_TIMEOUT_S, worker: HostWorker | None = None) -> ExecResult:
-    """Run ``kernel`` on ``trials`` seeded inputs and compare with the reference."""
+    """Run ``kernel`` on ``trials`` seeded inputs, trial t under value profile t mod P of
+    the workload's P (``Workload.profiles``), and compare with the reference."""
     start = time.perf_counter()
 
     def done(status, message="", **kw):
@@ -217,20 +349,20 @@ def execute(kernel, workload: Workload, *, trials: int = DEFAULT_TRIALS, seed: i
     problem = _unrunnable(kernel)
     if problem:
         return done("build_error", problem)
-    inputs = [workload.make_inputs(seed + t) for t in range(trials)]
+    profiles = workload.profiles  # the default five trials cover five profiles
     try:
-        expected = [reference_outputs(workload, x, worker=worker, timeout=timeout) for x in inputs]
+        runs = [profile_trial(workload, profiles[t % len(profiles)].name, seed + t, worker=worker, timeout=timeout)
+                for t in range(trials)]
     except (TimeoutError, ChildProcessError, WorkloadError) as err:
         return done("reference_error", f"the reference of {workload.name} failed: {_one_line(err)}")
     try:
-        func = main_func(as_module(kernel)).with_attr("global_symbol", "main")
-        kernel_json = tvm.ir.save_json(tvm.IRModule({"main": func}))
+        as_json = kernel_json(kernel)
     except Exception as err:  # noqa: BLE001 - an unserialisable kernel is a failed candidate
         return done("build_error", f"cannot serialise kernel: {_one_line(err)}")
     specs = [(t.shape, t.dtype) for t in workload.outputs]
     worker = worker or default_worker()
     try:
-        res = worker.run(kernel_json, inputs, specs, timeout)
+        res = worker.run(as_json, [r.inputs for r in runs], specs, timeout)
     except TimeoutError:
         return done("timeout", f"no result within {timeout:g} s")
     except ChildProcessError as err:
@@ -238,10 +370,10 @@ def execute(kernel, workload: Workload, *, trials: int = DEFAULT_TRIALS, seed: i
         return done("crash", f"the worker failed while building or running the kernel: {why}")
     if "error" in res:
         return done("build_error" if res["phase"] == "build" else "runtime_error", res["error"])
-    return _compare(res, expected, workload, done)
+    return _compare(res, runs, workload, done)
 
 
-def _compare(res, expected, workload: Workload, done) -> ExecResult:
+def _compare(res, runs: list[Trial], workload: Workload, done) -> ExecResult:
     times = {"build_s": res["build_s"], "run_s": res["run_s"]}
     if res["inputs_written"]:
         names = ", ".join(workload.inputs[i].name if i < len(workload.inputs) else f"#{i}"
@@ -254,42 +386,54 @@ def _compare(res, expected, workload: Workload, done) -> ExecResult:
                                     "output held before the kernel ran (never written, or read before written)",
                         mismatched=unwritten, **times)
     worst = (0.0, 0.0, 0)
-    for t, (got_outs, want_outs) in enumerate(zip(res["outputs"], expected)):
-        for spec, got, want in zip(workload.outputs, got_outs, want_outs):
+    for t, (got_outs, run) in enumerate(zip(res["outputs"], runs)):
+        for spec, got, want, floor in zip(workload.outputs, got_outs, run.expected, run.floor):
             if got.shape != want.shape:
-                return done("mismatch", f"trial {t}: {spec.name} has shape {got.shape}, expected {want.shape}",
+                return done("mismatch", f"trial {t} ({run.label}): {spec.name} has shape {got.shape}, "
+                                        f"expected {want.shape}",
                             trials=t + 1, build_s=res["build_s"], run_s=res["run_s"])
-            abs_err, rel_err, bad = _errors(got, want, spec.dtype)
+            abs_err, rel_err, bad = _errors(got, want, spec.dtype, floor)
             worst = max(worst, (abs_err, rel_err, bad), key=lambda w: w[2])
             if bad:
                 return done("mismatch",
-                            f"trial {t}: {bad} of {got.size} elements of {spec.name} differ "
+                            f"trial {t} ({run.label}): {bad} of {got.size} elements of {spec.name} differ "
                             f"(max abs error {abs_err:.3g})",
                             trials=t + 1, max_abs_error=abs_err, max_rel_error=rel_err, mismatched=bad,
                             build_s=res["build_s"], run_s=res["run_s"])
             worst = (max(worst[0], abs_err), max(worst[1], rel_err), 0)
-    return done("ok", trials=len(expected), max_abs_error=worst[0], max_rel_error=worst[1],
+    return done("ok", trials=len(runs), max_abs_error=worst[0], max_rel_error=worst[1],
                 build_s=res["build_s"], run_s=res["run_s"])
 
 
-def _errors(got: np.ndarray, want: np.ndarray, dtype: str) -> tuple[float, float, int]:
+def element_tolerance(got: np.ndarray, want: np.ndarray, floor: float = 1.0) -> np.ndarray:
+    """Per element, the smallest tolerance t at which it passes: |got - want| <= t floor + t |want|
+    (``floor`` is 1 but in a trial scaled up, see ``profile_trial``).
+
+    Where the reference is not finite (NaN for an input outside the function's domain, the
+    sqrt of a negative; an infinity) the kernel must give the same, and a non-finite
+    result is wrong anywhere else: t is 0 or inf there."""
+    g, w = got.astype(np.float64), want.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        t = np.where(np.isfinite(g), np.abs(g - w) / (floor + np.abs(w)), np.inf)
+    return np.where(np.isfinite(w), t, np.where(_same_non_finite(g, w), 0.0, np.inf))
+
+
+def _same_non_finite(g: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return ~np.isfinite(w) & ((g == w) | (np.isnan(g) & np.isnan(w)))
+
+
+def _errors(got: np.ndarray, want: np.ndarray, dtype: str, floor: float = 1.0) -> tuple[float, float, int]:
     if dtype not in TOLERANCE:
         bad = int(np.count_nonzero(got != want))
         diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
         return float(diff.max(initial=0.0)), 0.0, bad
-    tol = TOLERANCE[dtype]
     g, w = got.astype(np.float64), want.astype(np.float64)
-    diff = np.abs(g - w)
-    ok = diff <= tol + tol * np.abs(w)
-    ok &= np.isfinite(g) | (g == w)
-    # where the reference itself is NaN (an input outside the function's domain: the sqrt of
-    # a negative), the kernel must give NaN there too -- and anything else only elsewhere
-    ok = np.where(np.isnan(w), np.isnan(g), ok)
-    diff = np.where(np.isnan(w) & np.isnan(g), 0.0, diff)
+    with np.errstate(invalid="ignore"):
+        diff = np.where(_same_non_finite(g, w), 0.0, np.abs(g - w))
+        rel = diff / np.maximum(np.abs(w), 1e-30)
     abs_err = float(np.nanmax(np.where(np.isnan(diff), np.inf, diff), initial=0.0))
-    rel = diff / np.maximum(np.abs(w), 1e-30)
     rel_err = float(np.nanmax(np.where(np.isnan(rel), np.inf, rel), initial=0.0))
-    return abs_err, rel_err, int(np.count_nonzero(~ok))
+    return abs_err, rel_err, int(np.count_nonzero(element_tolerance(got, want, floor) > TOLERANCE[dtype]))
 
 
 def _one_line(err: Exception) -> str:
