@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.adversaria
 
 from hawk.runtime import HostWorker
 
-from tests.adversarial.judge import CATEGORIES, Judge, failing_trial, problem
+from tests.adversarial.judge import CATEGORIES, Judge, charged, failing_trial, problem
 from tests.adversarial.kernels import adversaries
 
 
@@ -41,10 +41,12 @@ def main() -> int:
         for a in adversaries():
             kernel, twin = judge.adversary(a), judge.twin(a)
             c = kernel.candidate
+            paid = charged(a, kernel, twin)
+            check = f"time: charged as its twin ({c.cycles} vs {twin.candidate.cycles} cycles)" if paid else kernel.check
             rows.append({
                 "name": a.name, "category": a.category, "workload": a.workload.name, "target": a.target,
-                "cheat": a.what, "flagged": kernel.flagged, "check": kernel.check, "outcome": c.outcome,
-                "message": c.message, "failing_trial": failing_trial(c), "as_expected": not problem(a, kernel),
+                "cheat": a.what, "flagged": kernel.flagged or paid, "check": check, "outcome": c.outcome,
+                "message": c.message, "failing_trial": failing_trial(c), "as_expected": not problem(a, kernel, twin),
                 "cycles": c.cycles, "hole": a.hole, "twin_is_result": twin.candidate.is_result,
                 "twin_cycles": twin.candidate.cycles, "reference_cycles": kernel.reference_cycles,
             })

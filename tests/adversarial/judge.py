@@ -104,10 +104,26 @@ class Judged:
         return check_of(self.candidate)
 
 
-def problem(adversary, judged: Judged) -> str:
-    """Why a kernel is not flagged for the reason its category expects ('' when it is)."""
+# a kernel doing its twin's work in its own way is charged for it when it is timed within this
+# factor of the twin (the cheat this catches hid 43x)
+CHARGED_WITHIN = 4
+
+
+def charged(adversary, judged: Judged, twin: Judged | None) -> bool:
+    """Hidden work that is not hidden after all: a result timed like its honest twin."""
+    kernel_cycles = judged.candidate.cycles
+    twin_cycles = twin.candidate.cycles if twin is not None else None
+    return (adversary.category == "hidden" and judged.candidate.is_result and bool(kernel_cycles)
+            and bool(twin_cycles) and kernel_cycles * CHARGED_WITHIN >= twin_cycles)
+
+
+def problem(adversary, judged: Judged, twin: Judged | None = None) -> str:
+    """Why a kernel is not flagged for the reason its category expects ('' when it is).
+    Work hidden from the timing model may also be charged (see ``charged``)."""
     c = judged.candidate
     _, outcomes, words = CATEGORIES[adversary.category]
+    if charged(adversary, judged, twin):
+        return ""
     if not judged.flagged:
         return "not flagged"
     if c.outcome not in outcomes or words not in c.message:

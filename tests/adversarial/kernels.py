@@ -589,10 +589,7 @@ def adversaries() -> list[Adversary]:
         A("hidden", SILU, D, silu_program, "intrin_tag", "a program tagging the block as a vector instruction",
           caught_by="admission"),
         A("hidden", ROWMAX, D, row_reduce, "scan", "an arg-max scan that branches on the data", ("max",),
-          honest="scan_select",
-          hole="an if's condition is not charged and a guarded store of a loop variable is free: the 256-step "
-               "scan of a row costs one scalar op (the kernel 3088 cycles, its twin scanning with a select "
-               "134160)"),
+          honest="scan_select", caught_by="charged"),  # its test on the data is charged: no cheaper than its twin
         # No legal, correct kernel was found that the model times under its roofline (every store,
         # DMA byte and instruction is charged; two write pipes serialize on the one output), so the
         # gate is driven, inside the loop, by forged profiles of honest kernels.

@@ -44,8 +44,8 @@ def test_every_category_has_three_kernels_or_more():
 
 @pytest.mark.parametrize("adversary", _params())
 def test_flagged_for_the_expected_reason(adversary, judged):
-    kernel, _ = judged[0][adversary.name]
-    assert problem(adversary, kernel) == "", kernel.candidate.to_dict(text=False)
+    kernel, twin = judged[0][adversary.name]
+    assert problem(adversary, kernel, twin) == "", kernel.candidate.to_dict(text=False)
 
 
 @pytest.mark.parametrize("adversary", SET, ids=[a.name for a in SET])

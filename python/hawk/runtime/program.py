@@ -369,8 +369,9 @@ class _Leaf:
 
     The loops of a perfect nest at the top of the body become the instruction's own loops;
     loops deeper in (around some stores only) multiply those stores' cost and bound their
-    accesses. Every store is costed; a constant stored under a guard (the init that
-    LowerInitBlock makes) is free, any other store costs at least one move.
+    accesses. Every store is costed; a constant stored under a guard of indices (the init
+    that LowerInitBlock makes) is free, any other store costs at least one move, and a guard
+    that reads data adds its test to every store under it.
     """
 
     def __init__(self, block, loops, pred):
@@ -398,9 +399,13 @@ class _Leaf:
         plain = trans = 0
         work = []  # the stores that are not a guarded constant
         for store, guard, inner in self.stores:
-            p, t, loads = _count_ops(store.value)
-            if guard is not None and not loads and p + t == 0:
-                continue
+            p, t, _ = _count_ops(store.value)
+            if guard is not None and _reads_data(guard):
+                # control flow on data is compute: its test runs wherever the store might
+                gp, gt, _ = _count_ops(guard)
+                p, t = p + max(gp, 1), t + gt
+            elif guard is not None and _is_constant(store.value):
+                continue  # the init LowerInitBlock makes: a constant under an index guard
             work.append(store)
             times = math.prod(lp.extent for lp in inner)
             plain, trans = plain + times * max(p, 1 if t == 0 else 0), trans + times * t
@@ -531,6 +536,12 @@ def _is_mac(store) -> bool:
     v = store.value
     return (isinstance(v, tirx.Add) and isinstance(v.a, Load) and v.a.source.same_as(store.buffer)
             and isinstance(v.b, tirx.Mul))
+
+
+def _is_constant(value) -> bool:
+    while isinstance(value, tirx.Cast):
+        value = value.value
+    return isinstance(value, (tirx.IntImm, tirx.FloatImm))
 
 
 def _reads_data(cond) -> bool:
