@@ -319,3 +319,9 @@ def test_the_first_trial_keeps_the_normal_inputs():
     wl = ops.unary("silu", "silu", 64, 256)
     assert np.array_equal(wl.make_inputs(7), wl.make_inputs(7, "normal"))
     assert not np.array_equal(wl.make_inputs(7), wl.make_inputs(7, "sparse"))
+
+
+def test_bfloat16_outputs_run(worker):
+    wl = ops.binary("add", "add", 16, 32, dtype="bfloat16")
+    res = execute(wl.func, wl, worker=worker)
+    assert res.correct, res

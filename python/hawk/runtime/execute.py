@@ -15,7 +15,14 @@ import ml_dtypes
 import numpy as np
 import tvm
 
-from ..ir.workload import PROFILE, Workload, WorkloadError, is_float, param_specs
+from ..ir.workload import (
+    PROFILE,
+    Workload,
+    WorkloadError,
+    is_float,
+    np_dtype,
+    param_specs,
+)
 from ..sandbox import Limits, SandboxError, SandboxProcess, SandboxTimeout
 from .program import ProgramError, as_module, main_func, read_program
 
@@ -91,7 +98,7 @@ class HostWorker:
             "outputs": [[[int(d) for d in shape], str(dtype)] for shape, dtype in out_specs],
         }  # fmt: skip
         blobs = [np.ascontiguousarray(a) for trial in trials for a in trial]
-        sizes = [math.prod(int(d) for d in shape) * _itemsize(dtype) for shape, dtype in out_specs]
+        sizes = [math.prod(int(d) for d in shape) * np_dtype(dtype).itemsize for shape, dtype in out_specs]
         with self._lock:
             if not self._child.alive:
                 self._start()
@@ -127,23 +134,11 @@ def _checked_reply(reply: dict, out: list[bytes], trials, out_specs, sizes) -> d
           and all(isinstance(reply.get(k), (int, float)) for k in ("build_s", "run_s")))
     if not ok:
         raise ChildProcessError("the worker's reply does not match the request")
-    arrays = [np.frombuffer(b, dtype=_np_dtype(dtype)).reshape(shape)
+    arrays = [np.frombuffer(b, dtype=np_dtype(dtype)).reshape(shape)
               for b, (shape, dtype) in zip(out, out_specs * len(trials))]
     outputs = [arrays[t * n:(t + 1) * n] for t in range(len(trials))]
     return {"outputs": outputs, "build_s": float(reply["build_s"]), "run_s": float(reply["run_s"]),
             "unwritten": unwritten, "inputs_written": written}
-
-
-def _np_dtype(dtype: str):
-    if dtype == "bfloat16":
-        import ml_dtypes
-
-        return ml_dtypes.bfloat16
-    return np.dtype(dtype)
-
-
-def _itemsize(dtype: str) -> int:
-    return _np_dtype(dtype).itemsize
 
 
 _default_worker: HostWorker | None = None
@@ -253,7 +248,7 @@ def _fit(workload: Workload, outputs_at, lo: int, hi: int) -> int:
 
 
 def _largest(dtype) -> float:
-    return float(ml_dtypes.finfo(_np_dtype(str(dtype))).max)
+    return float(ml_dtypes.finfo(np_dtype(str(dtype))).max)
 
 
 def _in_range(workload: Workload, outs: list[np.ndarray], nan: list | None = None) -> bool:
