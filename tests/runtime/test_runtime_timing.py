@@ -235,3 +235,14 @@ def test_a_partial_fractal_costs_more_per_flop_on_the_cube(partial, full, davinc
         profile = time_kernel(kernel, davinci, wl)
         per_mac[m] = profile.busy["CUBE"] / (m * 64 * 64)
     assert per_mac[partial] > 1.1 * per_mac[full]
+
+
+def test_a_gather_needs_only_the_rows_it_indexes(davinci):
+    """An embedding's compulsory traffic is the rows it reads, not the table: an honest kernel
+    gathering them must not be faster than its roofline."""
+    from hawk.runtime.roofline import roofline
+
+    wl = ops.embedding("emb", 30522, 128, 64)
+    assert roofline(wl, davinci).bytes_in == 64 * 128 * 4 + 64 * 4
+    gemm = ops.matmul("mm", 64, 64, 64, dtype="float16")
+    assert roofline(gemm, davinci).bytes_in == 2 * 64 * 64 * 2  # read many times, counted once

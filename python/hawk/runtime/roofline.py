@@ -49,8 +49,11 @@ def roofline(workload, spec: HardwareSpec) -> Roofline:
     vector = spec.unit_of_kind("vector") or spec.unit_of_kind("scalar")
     matrix_cycles = vector_cycles = 0.0
     macs = vector_elements = 0
+    reads: dict[str, int] = {}  # buffer name -> elements the workload's own program loads
     for instr in program.instrs():
         iterations = math.prod(lp.extent for lp in instr.loops)
+        for access in instr.reads:
+            reads[access.buffer.name] = reads.get(access.buffer.name, 0) + iterations
         operand_dtypes = {a.dtype for a in instr.reads if not any(a.buffer.same_as(w.buffer) for w in instr.writes)}
         if instr.mac and len(operand_dtypes) == 1 and next(iter(operand_dtypes)) in matrix_rate:
             macs += iterations
@@ -60,7 +63,10 @@ def roofline(workload, spec: HardwareSpec) -> Roofline:
             vector_elements += iterations
             per_cycle = vector.throughput / nbytes if vector.kind == "vector" else vector.throughput
             vector_cycles += iterations / per_cycle
-    bytes_in = sum(math.prod(t.shape) * _bytes(t.dtype) for t in workload.inputs)
+    # an input is compulsory traffic only as far as it is read: a gather (an embedding's
+    # table) needs the rows it indexes, not the whole table
+    bytes_in = sum(min(math.prod(t.shape), reads.get(t.name, math.prod(t.shape))) * _bytes(t.dtype)
+                   for t in workload.inputs)
     bytes_out = sum(math.prod(t.shape) * _bytes(t.dtype) for t in workload.outputs)
     return Roofline(
         compute_cycles=math.ceil(max(matrix_cycles, vector_cycles)),
