@@ -29,8 +29,11 @@ def _interrupt(args: list[str], tmp_path: Path, sig: int, *, after_lines: int, m
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONFAULTHANDLER": "1"}
+    # a shell without job control starts background jobs with SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt: the command gets SIGINT as a terminal would give it
     proc = subprocess.Popen([sys.executable, "-m", "hawk.cli", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     seen: dict[int, psutil.Process] = {}
     ready = threading.Event()
