@@ -25,9 +25,9 @@ def test_proposals_are_drawn_from_every_class_and_are_reproducible(tmp_path):
              '        X_ub = T.sblock_alloc_buffer((4,), scope="global.npu.ub")\n'
              '        for i in range(4):\n            with T.sblock("Y"):\n                Y[i] = X[i]')]
     canary = Canary(tmp_path, 1, tmp_path / "s", "tok")
-    few = [p.answer for p in draw(40, bases, canary, seed=3)]
-    assert few == [p.answer for p in draw(40, bases, canary, seed=3)]
-    kinds = {p.kind for p in draw(800, bases, canary, seed=3)}
+    few = [p.answer for p in draw(20, bases, canary, seed=3)]
+    assert few == [p.answer for p in draw(20, bases, canary, seed=3)]
+    kinds = {p.kind for p in draw(600, bases, canary, seed=3)}
     assert kinds >= {"mutated program", "mutated tvmscript", "generated program", "syntax error", "unknown primitive",
                      "wrong argument types", "huge loop or list", "deep nesting", "huge allocation", "hanging kernel",
                      "aborting kernel", "extern call", "forged annotation", "escape"}

@@ -111,7 +111,8 @@ def _assert_clean(res: dict) -> None:
     assert res["stopped_s"] < 30
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+                         ids=["ctrl-c", "sigterm"])  # hawk bench below takes SIGTERM in CI
 def test_interrupting_hawk_tune_leaves_nothing_running_and_the_store_whole(tmp_path, sig):
     kb = tmp_path / "kb.sqlite"
     res = _interrupt(["tune", "--target", "davinci-like", "--suite", "smoke", "--budget", "30", "--kb", str(kb),
