@@ -1,4 +1,4 @@
-"""The ``hawk`` command. Exit codes: 0 success, 1 kernel illegal or wrong, 2 bad usage."""
+"""The ``hawk`` command. Exit codes: 0 success, 1 kernel illegal or wrong, 2 bad usage, 130 interrupted."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import signal
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     from .npu import SpecError
 
     # SIGTERM unwinds like Ctrl-C: workers and sandboxes are closed, stores left committed
-    previous = signal.signal(signal.SIGTERM, _terminated)
+    # (handlers can only be set from the main thread: main() called elsewhere keeps them)
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if on_main else None
     try:
         return args.func(args)
     except (UsageError, SpecError, WorkloadError) as err:
@@ -39,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         print("hawk: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if on_main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _terminated(signum, frame):
