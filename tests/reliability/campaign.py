@@ -167,7 +167,7 @@ def run_campaign(n: int, work: Path, *, seed: int = 0, exec_timeout: float = 5.0
     _classify(result, report, drawn)
     result.files_outside = _files(dirs["canary"]) + _files(dirs["home"]) + _files(dirs["tmp"]) + [
         p for p in _files(dirs["run"]) if p != str(report)] + _token_files(canary.token)
-    result.survivors = [f"{p.pid} {p.info}" for p in seen if _alive(p)]
+    result.survivors = [f"{p.pid} {command}" for p, command in seen if _alive(p)]
     return result
 
 
@@ -179,7 +179,8 @@ def _tail(stream, out: list[bytes], keep: int = 1 << 16) -> None:
 
 
 def _watch(proc: subprocess.Popen, time_limit: float):
-    """Peak RSS of the tuner, every process of its tree seen, and internet sockets any held."""
+    """Peak RSS of the tuner, every process of its tree seen (with its command), and the
+    internet sockets any held."""
     peak, seen, sockets = 0, {}, []
     me = psutil.Process(proc.pid)
     deadline = time.monotonic() + time_limit
@@ -190,8 +191,7 @@ def _watch(proc: subprocess.Popen, time_limit: float):
         try:
             peak = max(peak, me.memory_info().rss)
             for p in [me, *me.children(recursive=True)]:
-                seen.setdefault(p.pid, p)
-                p.info = " ".join(p.cmdline()[:4])
+                seen.setdefault(p.pid, (p, " ".join(p.cmdline()[:4])))
                 sockets += [f"{p.pid}: {c.laddr} -> {c.raddr}" for c in p.net_connections(kind="inet")]
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             pass
