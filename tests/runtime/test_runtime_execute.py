@@ -325,3 +325,24 @@ def test_bfloat16_outputs_run(worker):
     wl = ops.binary("add", "add", 16, 32, dtype="bfloat16")
     res = execute(wl.func, wl, worker=worker)
     assert res.correct, res
+
+
+def _keeps_plausible_old_outputs(limit: float):
+    """Relu that keeps whatever the output held where it looks like a result (|y| < limit)."""
+
+    @T.prim_func(s_tir=True)
+    def kernel(X: T.Buffer((64, 64), "float32"), Y: T.Buffer((64, 64), "float32")):
+        for i, j in T.grid(64, 64):
+            with T.sblock("Y"):
+                vi, vj = T.axis.remap("SS", [i, j])
+                Y[vi, vj] = T.Select(T.fabs(Y[vi, vj]) < T.float32(limit), Y[vi, vj], T.max(X[vi, vj], T.float32(0)))
+
+    return kernel
+
+
+@pytest.mark.parametrize("limit", [1e30, 4.0], ids=["any-finite", "normal-range"])
+def test_old_outputs_that_look_valid_are_not_kept(limit, worker):
+    """Both poisons fail ``|y| < limit``, so such a kernel computes under them; the plausible
+    prior contents pass it and show what it keeps."""
+    res = execute(_keeps_plausible_old_outputs(limit), ops.unary("relu", "relu", 64, 64), worker=worker)
+    assert res.status == "mismatch" and "depend on what the output held" in res.message, res
